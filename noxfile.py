@@ -1,0 +1,61 @@
+"""Sessions: `nox -l` lists them, `nox -s tests` runs the CPU tests."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+LOWEST_NUMPY = "1.24"  # keep equal to the floor in pyproject.toml
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("numpy", [LOWEST_NUMPY, "latest"])
+def tests(session: nox.Session, numpy: str) -> None:
+    """Run the CPU test suite, with the lowest supported and the latest NumPy."""
+    session.install("-e", ".[test]")
+    if numpy == "latest":
+        session.install("--upgrade", "numpy")
+    else:
+        session.install(f"numpy=={numpy}.*")
+    session.run("pytest", "-m", "not gpu", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def oracle(session: nox.Session) -> None:
+    """Compare against torch.nn.LSTM (installs the CPU wheel torch==2.13.0)."""
+    session.install("-e", ".[test]", "torch==2.13.0")
+    session.run("pytest", "-m", "oracle", *session.posargs)
+
+
+def _cuda_major_version() -> int | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    output = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"CUDA Version:\s*(\d+)", output)
+    return int(match.group(1)) if match else None
+
+
+@nox.session(python=PYTHON, default=False)
+def tests_gpu(session: nox.Session) -> None:
+    """Run the gpu-marked tests on CuPy (only where nvidia-smi finds a CUDA driver)."""
+    major = _cuda_major_version()
+    if major is None:
+        session.skip("no NVIDIA driver here (nvidia-smi not found or reports no CUDA version)")
+    extra = "cuda13" if major >= 13 else "cuda12"
+    session.install("-e", f".[test,{extra}]")
+    session.run("pytest", "-m", "gpu", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Lint and format-check with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

@@ -1,0 +1,35 @@
+"""xplstm: exact, fast LSTM and RNN on NumPy or CuPy arrays.
+
+The backend follows the arrays: NumPy arrays run on the CPU, CuPy arrays on the GPU.
+"""
+
+from .backend import asnumpy, get_array_module
+from .course import (
+    lstm_backward,
+    lstm_cell_backward,
+    lstm_cell_forward,
+    lstm_forward,
+    rnn_backward,
+    rnn_cell_backward,
+    rnn_cell_forward,
+    rnn_forward,
+)
+from .numerics import sigmoid, softmax
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "asnumpy",
+    "get_array_module",
+    "lstm_backward",
+    "lstm_cell_backward",
+    "lstm_cell_forward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
+    "sigmoid",
+    "softmax",
+]

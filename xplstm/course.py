@@ -1,0 +1,520 @@
+"""The course API: step-by-step RNN and LSTM functions with the course's shapes, dicts and caches.
+
+Arrays are in the course layout: features first, then the batch, then time, e.g. ``x`` is
+``(n_x, m, T_x)`` and ``a_prev`` is ``(n_a, m)``. Each function is a thin adapter over
+:mod:`xplstm.engine` (time-major, stacked gates): it validates, transposes at the edges and
+rebuilds the course's caches and gradient dicts. Results come back on the inputs' backend (NumPy
+or CuPy) and in their dtype.
+
+Output layer: ``yt_pred = softmax(Wy @ a_next + by)`` (LSTM) and ``softmax(Wya @ a_next + by)``
+(RNN), softmax over the class axis 0. The backward functions return the gradients of the cell
+only, as the course does; the output layer's loss reaches them through ``da``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import engine
+from .numerics import softmax
+from .validation import (
+    check_array,
+    check_parameters,
+    check_same_backend_and_dtype,
+    check_shape,
+    get_parameter,
+)
+
+__all__ = [
+    "lstm_backward",
+    "lstm_cell_backward",
+    "lstm_cell_forward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
+]
+
+LSTM_GATES = ("i", "f", "c", "o")  # torch's stacking order (i, f, g, o); the course calls g "c"
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def _check_features(name: str, array: Any, expected: int, symbol: str) -> None:
+    if array.shape[0] != expected:
+        raise ValueError(
+            f"{name} has {array.shape[0]} features but the weights expect {symbol}={expected} "
+            f"(got {name} of shape {tuple(array.shape)})"
+        )
+
+
+def _check_batch(name: str, array: Any, batch: int, reference: str) -> None:
+    if array.shape[1] != batch:
+        raise ValueError(
+            f"{name} has batch size m={array.shape[1]} but {reference} has m={batch} "
+            f"(got {name} of shape {tuple(array.shape)})"
+        )
+
+
+def _rnn_parameters(parameters: Any) -> dict[str, Any]:
+    parameters = check_parameters(parameters)
+    wax = get_parameter(parameters, "Wax", 2, "(n_a, n_x)")
+    n_a, _ = wax.shape
+    waa = get_parameter(parameters, "Waa", 2, "(n_a, n_a)")
+    check_shape("parameters['Waa']", waa, (n_a, n_a), f"(n_a, n_a) with n_a={n_a} from Wax")
+    wya = get_parameter(parameters, "Wya", 2, "(n_y, n_a)")
+    n_y = wya.shape[0]
+    check_shape("parameters['Wya']", wya, (n_y, n_a), f"(n_y, n_a) with n_a={n_a} from Wax")
+    ba = get_parameter(parameters, "ba", 2, "(n_a, 1)")
+    check_shape("parameters['ba']", ba, (n_a, 1), f"(n_a, 1) with n_a={n_a}")
+    by = get_parameter(parameters, "by", 2, "(n_y, 1)")
+    check_shape("parameters['by']", by, (n_y, 1), f"(n_y, 1) with n_y={n_y} from Wya")
+    return {"Wax": wax, "Waa": waa, "Wya": wya, "ba": ba, "by": by}
+
+
+def _lstm_parameters(parameters: Any, *, need_output: bool = True) -> dict[str, Any]:
+    parameters = check_parameters(parameters)
+    wf = get_parameter(parameters, "Wf", 2, "(n_a, n_a + n_x)")
+    n_a, width = wf.shape
+    if width <= n_a:
+        raise ValueError(
+            f"parameters['Wf'] has shape {tuple(wf.shape)}: expected (n_a, n_a + n_x) with "
+            "n_x >= 1, i.e. more columns than rows"
+        )
+    checked = {}
+    for gate in LSTM_GATES:
+        weight = get_parameter(parameters, f"W{gate}", 2, "(n_a, n_a + n_x)")
+        check_shape(
+            f"parameters['W{gate}']", weight, (n_a, width), f"(n_a, n_a + n_x) like Wf"
+        )
+        bias = get_parameter(parameters, f"b{gate}", 2, "(n_a, 1)")
+        check_shape(f"parameters['b{gate}']", bias, (n_a, 1), f"(n_a, 1) with n_a={n_a}")
+        checked[f"W{gate}"], checked[f"b{gate}"] = weight, bias
+    if need_output:
+        wy = get_parameter(parameters, "Wy", 2, "(n_y, n_a)")
+        n_y = wy.shape[0]
+        check_shape("parameters['Wy']", wy, (n_y, n_a), f"(n_y, n_a) with n_a={n_a} from Wf")
+        by = get_parameter(parameters, "by", 2, "(n_y, 1)")
+        check_shape("parameters['by']", by, (n_y, 1), f"(n_y, 1) with n_y={n_y} from Wy")
+        checked["Wy"], checked["by"] = wy, by
+    return checked
+
+
+def _lstm_engine_weights(params: Mapping, n_a: int, xp: Any) -> tuple[Any, Any, Any]:
+    """Course weights -> engine weights ``w_ih (4H, n_x)``, ``w_hh (4H, H)``, ``bias (4H,)``."""
+    w_ih = xp.concatenate([params[f"W{gate}"][:, n_a:] for gate in LSTM_GATES])
+    w_hh = xp.concatenate([params[f"W{gate}"][:, :n_a] for gate in LSTM_GATES])
+    bias = xp.concatenate([params[f"b{gate}"][:, 0] for gate in LSTM_GATES])
+    return w_ih, w_hh, bias
+
+
+def _lstm_course_gradients(dw_ih: Any, dw_hh: Any, dbias: Any, n_a: int, xp: Any) -> dict:
+    grads = {}
+    for k, gate in enumerate(LSTM_GATES):
+        rows = slice(k * n_a, (k + 1) * n_a)
+        grads[f"dW{gate}"] = xp.concatenate([dw_hh[rows], dw_ih[rows]], axis=1)
+        grads[f"db{gate}"] = dbias[rows].reshape(n_a, 1)
+    return grads
+
+
+def _output_layer(h: Any, weight: Any, bias: Any, xp: Any) -> Any:
+    """``softmax(weight @ h_t + bias)`` for all steps: ``h (T, m, H) -> (n_y, m, T)``."""
+    steps, batch, hidden = h.shape
+    scores = xp.matmul(h.reshape(steps * batch, hidden), weight.T)
+    scores += bias[:, 0]
+    probabilities = softmax(scores, xp, axis=1)
+    return xp.ascontiguousarray(probabilities.reshape(steps, batch, -1).transpose(2, 1, 0))
+
+
+def _course_layout(sequence: Any, xp: Any) -> Any:
+    """Engine ``(T, m, n) -> `` course ``(n, m, T)``, C-contiguous like the course's arrays."""
+    return xp.ascontiguousarray(sequence.transpose(2, 1, 0))
+
+
+def _time_major(sequence: Any, xp: Any) -> Any:
+    """Course ``(n, m, T) -> `` engine ``(T, m, n)``, C-contiguous."""
+    return xp.ascontiguousarray(sequence.transpose(2, 1, 0))
+
+
+def _rows(array: Any, xp: Any) -> Any:
+    """Course ``(n, m) ->`` engine ``(m, n)``, C-contiguous."""
+    return xp.ascontiguousarray(array.T)
+
+
+# ----------------------------------------------------------------------------------------- RNN
+
+
+def _check_rnn_inputs(x: Any, x_name: str, a_prev: Any, a_name: str, parameters: Any, ndim: int):
+    layout = "(n_x, m)" if ndim == 2 else "(n_x, m, T_x)"
+    check_array(x_name, x, ndim, layout)
+    check_array(a_name, a_prev, 2, "(n_a, m)")
+    params = _rnn_parameters(parameters)
+    xp = check_same_backend_and_dtype({x_name: x, a_name: a_prev, **_named(params)})
+    n_a, n_x = params["Wax"].shape
+    _check_features(x_name, x, n_x, "n_x")
+    _check_features(a_name, a_prev, n_a, "n_a")
+    _check_batch(a_name, a_prev, x.shape[1], x_name)
+    return params, xp
+
+
+def _named(params: Mapping) -> dict[str, Any]:
+    return {f"parameters[{key!r}]": value for key, value in params.items()}
+
+
+def rnn_cell_forward(xt: Any, a_prev: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
+    """One step of a tanh RNN: ``a_next = tanh(Wax @ xt + Waa @ a_prev + ba)``.
+
+    Parameters
+    ----------
+    xt : ndarray, (n_x, m)
+    a_prev : ndarray, (n_a, m)
+    parameters : dict
+        ``Wax (n_a, n_x)``, ``Waa (n_a, n_a)``, ``Wya (n_y, n_a)``, ``ba (n_a, 1)``, ``by (n_y, 1)``.
+
+    Returns
+    -------
+    a_next : ndarray, (n_a, m)
+    yt_pred : ndarray, (n_y, m)
+        ``softmax(Wya @ a_next + by)``.
+    cache : tuple
+        ``(a_next, a_prev, xt, parameters)``.
+    """
+    params, xp = _check_rnn_inputs(xt, "xt", a_prev, "a_prev", parameters, 2)
+    h, _, _ = engine.rnn_forward(
+        _rows(xt, xp)[None], params["Wax"], params["Waa"], params["ba"][:, 0], _rows(a_prev, xp)
+    )
+    a_next = _rows(h[0], xp)
+    yt_pred = _output_layer(h, params["Wya"], params["by"], xp)[:, :, 0]
+    return a_next, yt_pred, (a_next, a_prev, xt, parameters)
+
+
+def rnn_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
+    """A tanh RNN over a whole sequence.
+
+    Parameters
+    ----------
+    x : ndarray, (n_x, m, T_x)
+    a0 : ndarray, (n_a, m)
+    parameters : dict
+        As for :func:`rnn_cell_forward`.
+
+    Returns
+    -------
+    a : ndarray, (n_a, m, T_x)
+    y_pred : ndarray, (n_y, m, T_x)
+    caches : tuple
+        ``(list of the T_x step caches, x)``.
+    """
+    params, xp = _check_rnn_inputs(x, "x", a0, "a0", parameters, 3)
+    h, _, _ = engine.rnn_forward(
+        _time_major(x, xp), params["Wax"], params["Waa"], params["ba"][:, 0], _rows(a0, xp)
+    )
+    a = _course_layout(h, xp)
+    y_pred = _output_layer(h, params["Wya"], params["by"], xp)
+    steps = x.shape[2]
+    step_caches = [
+        (a[:, :, t], a0 if t == 0 else a[:, :, t - 1], x[:, :, t], parameters)
+        for t in range(steps)
+    ]
+    return a, y_pred, (step_caches, x)
+
+
+def _rnn_saved_from_caches(step_caches: list, x: Any, xp: Any) -> engine.RNNSaved:
+    _, a_first_prev, _, parameters = step_caches[0]
+    params = _rnn_parameters(parameters)
+    h = xp.stack([_rows(cache[0], xp) for cache in step_caches])
+    return engine.RNNSaved(
+        x=x,
+        w_ih=params["Wax"],
+        w_hh=params["Waa"],
+        h0=_rows(a_first_prev, xp),
+        h=h,
+        lengths=None,
+    )
+
+
+def _check_cache(cache: Any, size: int, name: str = "cache") -> tuple:
+    if not isinstance(cache, tuple) or len(cache) != size:
+        raise TypeError(
+            f"{name} must be the {size}-tuple returned by the forward function, "
+            f"got {type(cache).__name__}"
+            + (f" of length {len(cache)}" if isinstance(cache, (tuple, list)) else "")
+        )
+    return cache
+
+
+def rnn_cell_backward(da_next: Any, cache: tuple) -> dict[str, Any]:
+    """Gradients of one RNN step.
+
+    Parameters
+    ----------
+    da_next : ndarray, (n_a, m)
+        Gradient of the loss with respect to ``a_next``.
+    cache : tuple
+        From :func:`rnn_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt (n_x, m)``, ``da_prev (n_a, m)``, ``dWax (n_a, n_x)``, ``dWaa (n_a, n_a)``,
+        ``dba (n_a, 1)``.
+    """
+    a_next, a_prev, xt, _ = _check_cache(cache, 4)
+    check_array("da_next", da_next, 2, "(n_a, m)")
+    check_shape("da_next", da_next, a_next.shape, "(n_a, m) like a_next")
+    xp = check_same_backend_and_dtype({"da_next": da_next, "a_next": a_next})
+    saved = _rnn_saved_from_caches([cache], _rows(xt, xp)[None], xp)
+    dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(_rows(da_next, xp)[None], None, saved)
+    return {
+        "dxt": _rows(dx[0], xp),
+        "da_prev": _rows(dh0, xp),
+        "dWax": dw_ih,
+        "dWaa": dw_hh,
+        "dba": dbias.reshape(-1, 1),
+    }
+
+
+def _check_sequence_gradient(da: Any, step_caches: list, a_first: Any) -> None:
+    check_array("da", da, 3, "(n_a, m, T_x)")
+    expected = (*a_first.shape, len(step_caches))
+    if da.shape[2] != len(step_caches):
+        raise ValueError(
+            f"da covers {da.shape[2]} time steps but the caches hold {len(step_caches)} "
+            f"(da has shape {tuple(da.shape)}, expected {expected})"
+        )
+    check_shape("da", da, expected, "(n_a, m, T_x)")
+
+
+def _unpack_caches(caches: Any, step_size: int) -> tuple[list, Any]:
+    if not isinstance(caches, tuple) or len(caches) != 2:
+        raise TypeError("caches must be the (list_of_step_caches, x) pair from the forward pass")
+    step_caches, x = caches
+    if not isinstance(step_caches, list) or not step_caches:
+        raise TypeError("caches[0] must be the non-empty list of step caches from the forward pass")
+    for t, cache in enumerate(step_caches):
+        _check_cache(cache, step_size, f"caches[0][{t}]")
+    return step_caches, x
+
+
+def rnn_backward(da: Any, caches: tuple) -> dict[str, Any]:
+    """Gradients of a tanh RNN over a whole sequence.
+
+    Each step receives ``da[:, :, t]`` plus the gradient carried back from step ``t + 1``.
+
+    Parameters
+    ----------
+    da : ndarray, (n_a, m, T_x)
+        Gradient of the loss with respect to every hidden state.
+    caches : tuple
+        From :func:`rnn_forward`.
+
+    Returns
+    -------
+    dict
+        ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, ``dWax (n_a, n_x)``, ``dWaa (n_a, n_a)``,
+        ``dba (n_a, 1)``.
+    """
+    step_caches, x = _unpack_caches(caches, 4)
+    _check_sequence_gradient(da, step_caches, step_caches[0][0])
+    xp = check_same_backend_and_dtype({"da": da, "x": x})
+    saved = _rnn_saved_from_caches(step_caches, _time_major(x, xp), xp)
+    dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(_time_major(da, xp), None, saved)
+    return {
+        "dx": _course_layout(dx, xp),
+        "da0": _rows(dh0, xp),
+        "dWax": dw_ih,
+        "dWaa": dw_hh,
+        "dba": dbias.reshape(-1, 1),
+    }
+
+
+# ---------------------------------------------------------------------------------------- LSTM
+
+
+def _check_lstm_inputs(
+    x: Any, x_name: str, a_prev: Any, a_name: str, c_prev: Any, parameters: Any, ndim: int
+):
+    layout = "(n_x, m)" if ndim == 2 else "(n_x, m, T_x)"
+    check_array(x_name, x, ndim, layout)
+    check_array(a_name, a_prev, 2, "(n_a, m)")
+    if c_prev is not None:
+        check_array("c_prev", c_prev, 2, "(n_a, m)")
+    params = _lstm_parameters(parameters)
+    xp = check_same_backend_and_dtype(
+        {x_name: x, a_name: a_prev, "c_prev": c_prev, **_named(params)}
+    )
+    n_a = params["Wf"].shape[0]
+    n_x = params["Wf"].shape[1] - n_a
+    _check_features(x_name, x, n_x, "n_x")
+    _check_features(a_name, a_prev, n_a, "n_a")
+    _check_batch(a_name, a_prev, x.shape[1], x_name)
+    if c_prev is not None:
+        check_shape("c_prev", c_prev, a_prev.shape, f"(n_a, m) like {a_name}")
+    return params, xp, n_a
+
+
+def _gate_views(gates: Any, n_a: int) -> tuple[Any, Any, Any, Any]:
+    """Engine gates ``(m, 4H)`` -> course ``(ft, it, cct, ot)``, each ``(n_a, m)``."""
+    i, f, g, o = (gates[:, k * n_a : (k + 1) * n_a].T for k in range(4))
+    return f, i, g, o
+
+
+def lstm_cell_forward(
+    xt: Any, a_prev: Any, c_prev: Any, parameters: Mapping
+) -> tuple[Any, Any, Any, tuple]:
+    """One LSTM step.
+
+    ``concat = [a_prev; xt]``; ``ft, it, ot = sigmoid(W @ concat + b)`` for ``f, i, o``;
+    ``cct = tanh(Wc @ concat + bc)``; ``c_next = ft * c_prev + it * cct``;
+    ``a_next = ot * tanh(c_next)``; ``yt_pred = softmax(Wy @ a_next + by)``.
+
+    Parameters
+    ----------
+    xt : ndarray, (n_x, m)
+    a_prev, c_prev : ndarray, (n_a, m)
+    parameters : dict
+        ``Wf, Wi, Wc, Wo (n_a, n_a + n_x)``, ``bf, bi, bc, bo (n_a, 1)``, ``Wy (n_y, n_a)``,
+        ``by (n_y, 1)``.
+
+    Returns
+    -------
+    a_next, c_next : ndarray, (n_a, m)
+    yt_pred : ndarray, (n_y, m)
+    cache : tuple
+        ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+    """
+    params, xp, n_a = _check_lstm_inputs(xt, "xt", a_prev, "a_prev", c_prev, parameters, 2)
+    w_ih, w_hh, bias = _lstm_engine_weights(params, n_a, xp)
+    h, _, _, saved = engine.lstm_forward(
+        _rows(xt, xp)[None], w_ih, w_hh, bias, _rows(a_prev, xp), _rows(c_prev, xp)
+    )
+    a_next, c_next = _rows(h[0], xp), _rows(saved.c[0], xp)
+    ft, it, cct, ot = (_rows(gate.T, xp) for gate in _gate_views(saved.gates[0], n_a))
+    yt_pred = _output_layer(h, params["Wy"], params["by"], xp)[:, :, 0]
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+    return a_next, c_next, yt_pred, cache
+
+
+def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, tuple]:
+    """An LSTM over a whole sequence, with the cell state starting at zeros.
+
+    Parameters
+    ----------
+    x : ndarray, (n_x, m, T_x)
+    a0 : ndarray, (n_a, m)
+    parameters : dict
+        As for :func:`lstm_cell_forward`.
+
+    Returns
+    -------
+    a : ndarray, (n_a, m, T_x)
+    y : ndarray, (n_y, m, T_x)
+    c : ndarray, (n_a, m, T_x)
+    caches : tuple
+        ``(list of the T_x step caches, x)``.
+    """
+    params, xp, n_a = _check_lstm_inputs(x, "x", a0, "a0", None, parameters, 3)
+    w_ih, w_hh, bias = _lstm_engine_weights(params, n_a, xp)
+    h, _, _, saved = engine.lstm_forward(_time_major(x, xp), w_ih, w_hh, bias, _rows(a0, xp))
+    a, c = _course_layout(h, xp), _course_layout(saved.c, xp)
+    y = _output_layer(h, params["Wy"], params["by"], xp)
+    c0 = xp.zeros_like(a0)
+    step_caches = []
+    for t in range(x.shape[2]):
+        a_prev, c_prev = (a0, c0) if t == 0 else (a[:, :, t - 1], c[:, :, t - 1])
+        gates = _gate_views(saved.gates[t], n_a)
+        step_caches.append((a[:, :, t], c[:, :, t], a_prev, c_prev, *gates, x[:, :, t], parameters))
+    return a, y, c, (step_caches, x)
+
+
+def _lstm_saved_from_caches(step_caches: list, x: Any, xp: Any) -> tuple[engine.LSTMSaved, int]:
+    """Rebuild the engine's saved state from course caches (copies: the caches stay intact)."""
+    first = step_caches[0]
+    params = _lstm_parameters(first[9], need_output=False)
+    n_a = params["Wf"].shape[0]
+    w_ih, w_hh, _ = _lstm_engine_weights(params, n_a, xp)
+    gates = xp.stack(
+        [xp.concatenate([cache[5].T, cache[4].T, cache[6].T, cache[7].T], axis=1)
+         for cache in step_caches]
+    )
+    saved = engine.LSTMSaved(
+        x=x,
+        w_ih=w_ih,
+        w_hh=w_hh,
+        h0=_rows(first[2], xp),
+        c0=_rows(first[3], xp),
+        gates=gates,
+        c=xp.stack([_rows(cache[1], xp) for cache in step_caches]),
+        h=xp.stack([_rows(cache[0], xp) for cache in step_caches]),
+        lengths=None,
+        fused=None,
+    )
+    return saved, n_a
+
+
+def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict[str, Any]:
+    """Gradients of one LSTM step.
+
+    Parameters
+    ----------
+    da_next, dc_next : ndarray, (n_a, m)
+        Gradients of the loss with respect to ``a_next`` and ``c_next``.
+    cache : tuple
+        From :func:`lstm_cell_forward`.
+
+    Returns
+    -------
+    dict
+        ``dxt (n_x, m)``, ``da_prev (n_a, m)``, ``dc_prev (n_a, m)``, and for each gate
+        ``dW{f,i,c,o} (n_a, n_a + n_x)`` and ``db{f,i,c,o} (n_a, 1)``.
+    """
+    cache = _check_cache(cache, 10)
+    a_next, xt = cache[0], cache[8]
+    check_array("da_next", da_next, 2, "(n_a, m)")
+    check_array("dc_next", dc_next, 2, "(n_a, m)")
+    check_shape("da_next", da_next, a_next.shape, "(n_a, m) like a_next")
+    check_shape("dc_next", dc_next, a_next.shape, "(n_a, m) like a_next")
+    xp = check_same_backend_and_dtype({"da_next": da_next, "dc_next": dc_next, "a_next": a_next})
+    saved, n_a = _lstm_saved_from_caches([cache], _rows(xt, xp)[None], xp)
+    dx, dh0, dc0, dw_ih, dw_hh, dbias = engine.lstm_backward(
+        _rows(da_next, xp)[None], None, _rows(dc_next, xp), saved
+    )
+    return {
+        "dxt": _rows(dx[0], xp),
+        "da_prev": _rows(dh0, xp),
+        "dc_prev": _rows(dc0, xp),
+        **_lstm_course_gradients(dw_ih, dw_hh, dbias, n_a, xp),
+    }
+
+
+def lstm_backward(da: Any, caches: tuple) -> dict[str, Any]:
+    """Gradients of an LSTM over a whole sequence.
+
+    Each step receives ``da[:, :, t]`` plus the carried ``da_prev``, and the carried ``dc_prev``.
+
+    Parameters
+    ----------
+    da : ndarray, (n_a, m, T_x)
+        Gradient of the loss with respect to every hidden state.
+    caches : tuple
+        From :func:`lstm_forward`.
+
+    Returns
+    -------
+    dict
+        ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, and for each gate ``dW{f,i,c,o}
+        (n_a, n_a + n_x)`` and ``db{f,i,c,o} (n_a, 1)``.
+    """
+    step_caches, x = _unpack_caches(caches, 10)
+    _check_sequence_gradient(da, step_caches, step_caches[0][0])
+    xp = check_same_backend_and_dtype({"da": da, "x": x})
+    saved, n_a = _lstm_saved_from_caches(step_caches, _time_major(x, xp), xp)
+    dx, dh0, _, dw_ih, dw_hh, dbias = engine.lstm_backward(_time_major(da, xp), None, None, saved)
+    return {
+        "dx": _course_layout(dx, xp),
+        "da0": _rows(dh0, xp),
+        **_lstm_course_gradients(dw_ih, dw_hh, dbias, n_a, xp),
+    }

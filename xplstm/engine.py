@@ -1,0 +1,338 @@
+"""The sequence engine: whole-sequence LSTM and tanh-RNN forward and backward.
+
+Layout: time-major ``(T, m, features)``; LSTM gates stacked in torch order ``(i, f, g, o)``;
+weights applied as ``x @ W_ih.T`` and ``h @ W_hh.T`` so torch and cuDNN weights load unchanged.
+
+Forward does the input projection for all steps as one GEMM, then per step one recurrent GEMM into
+a preallocated buffer and one fused pointwise call. Backward does per step one fused pointwise
+call and one GEMM for the carried ``dh``; the weight and input gradients are single large GEMMs
+after the loop. Nothing is allocated inside the loops. The backend module ``xp`` is found once
+per call from the arrays.
+
+Variable lengths follow torch's packed sequences: sequence ``b`` runs steps ``0 .. L_b - 1``; its
+final state is the one after step ``L_b - 1`` and its outputs past ``L_b`` are zero. Steps past a
+sequence's length are computed on zeroed inputs and then ignored (their gradients are exactly
+zero), which keeps the loop free of gathers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .backend import get_array_module
+from .pointwise import LSTMPointwise
+
+__all__ = ["LSTMSaved", "RNNSaved", "lstm_backward", "lstm_forward", "rnn_backward", "rnn_forward"]
+
+
+@dataclass
+class LSTMSaved:
+    """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
+
+    ``gates`` ``(T, m, 4H)`` holds the activated gates and is overwritten by the backward pass
+    with the gate gradients; ``c`` and ``h`` are ``(T, m, H)``.
+    """
+
+    x: Any
+    w_ih: Any
+    w_hh: Any
+    h0: Any
+    c0: Any
+    gates: Any
+    c: Any
+    h: Any
+    lengths: np.ndarray | None
+    fused: bool | None
+
+
+@dataclass
+class RNNSaved:
+    """What :func:`rnn_forward` keeps for :func:`rnn_backward`; ``h`` is ``(T, m, H)``."""
+
+    x: Any
+    w_ih: Any
+    w_hh: Any
+    h0: Any
+    h: Any
+    lengths: np.ndarray | None
+
+
+def _valid_steps(lengths: np.ndarray, steps: int) -> np.ndarray:
+    """Boolean ``(T, m)`` mask: step ``t`` of sequence ``b`` is inside its length."""
+    return np.arange(steps)[:, None] < lengths[None, :]
+
+
+def _zero_padding(array: Any, lengths: np.ndarray | None, xp: Any) -> Any:
+    """A copy of ``array`` ``(T, m, n)`` with the steps past each length set to zero."""
+    if lengths is None:
+        return array
+    valid = xp.asarray(_valid_steps(lengths, array.shape[0]))
+    return xp.where(valid[:, :, None], array, array.dtype.type(0))
+
+
+def _at_last_step(sequence: Any, lengths: np.ndarray | None, xp: Any) -> Any:
+    """``sequence[L_b - 1, b]`` for every ``b``: ``(T, m, H) -> (m, H)`` (a copy)."""
+    if lengths is None:
+        return sequence[-1].copy()
+    batch = xp.arange(sequence.shape[1])
+    return sequence[xp.asarray(lengths - 1), batch]
+
+
+def _input_projection(x: Any, w_ih: Any, bias: Any, width: int, xp: Any) -> Any:
+    """``x @ w_ih.T + bias`` for all steps at once: ``(T, m, n_in) -> (T, m, width)``."""
+    steps, batch, n_in = x.shape
+    projected = xp.empty((steps, batch, width), dtype=x.dtype)
+    xp.matmul(x.reshape(steps * batch, n_in), w_ih.T, out=projected.reshape(steps * batch, width))
+    if bias is not None:
+        projected += bias
+    return projected
+
+
+def _weight_gradients(
+    dpre: Any, x: Any, h: Any, h0: Any, w_ih: Any, xp: Any
+) -> tuple[Any, Any, Any, Any]:
+    """Input, weight and bias gradients from the per-step pre-activation gradients.
+
+    ``dpre`` is ``(T, m, G)``; returns ``dx (T, m, n_in)``, ``dw_ih (G, n_in)``, ``dw_hh (G, H)``,
+    ``db (G,)``.
+    """
+    steps, batch, width = dpre.shape
+    flat = dpre.reshape(steps * batch, width)
+    dx = xp.matmul(flat, w_ih).reshape(x.shape)
+    dw_ih = xp.matmul(flat.T, x.reshape(steps * batch, x.shape[2]))
+    hidden = h.shape[2]
+    dw_hh = xp.matmul(dpre[0].T, h0)
+    if steps > 1:
+        dw_hh += xp.matmul(
+            dpre[1:].reshape((steps - 1) * batch, width).T,
+            h[:-1].reshape((steps - 1) * batch, hidden),
+        )
+    db = flat.sum(axis=0)
+    return dx, dw_ih, dw_hh, db
+
+
+def _final_gradient_schedule(
+    final: Any, lengths: np.ndarray | None, steps: int, xp: Any
+) -> dict[int, Any]:
+    """Where a gradient on the final state enters the backward loop: ``{step: row indices}``.
+
+    Without lengths it all enters before step ``T - 1`` (handled by the caller); with lengths,
+    sequence ``b`` receives it at step ``L_b - 1``.
+    """
+    if final is None or lengths is None:
+        return {}
+    return {
+        int(step): xp.asarray(np.nonzero(lengths == step + 1)[0])
+        for step in np.unique(lengths - 1)
+    }
+
+
+def _zeros_or(array: Any, shape: tuple[int, ...], dtype: Any, xp: Any) -> Any:
+    return xp.zeros(shape, dtype=dtype) if array is None else array
+
+
+def lstm_forward(
+    x: Any,
+    w_ih: Any,
+    w_hh: Any,
+    bias: Any = None,
+    h0: Any = None,
+    c0: Any = None,
+    *,
+    lengths: np.ndarray | None = None,
+    fused: bool | None = None,
+) -> tuple[Any, Any, Any, LSTMSaved]:
+    """Run an LSTM over a whole sequence.
+
+    Parameters
+    ----------
+    x : ndarray, (T, m, n_in)
+    w_ih : ndarray, (4H, n_in)
+    w_hh : ndarray, (4H, H)
+    bias : ndarray, (4H,), optional
+        ``b_ih + b_hh``.
+    h0, c0 : ndarray, (m, H), optional
+        Initial states (zeros when ``None``).
+    lengths : ndarray of int, (m,), optional
+        Steps per sequence, each in ``1..T`` (host NumPy array, already validated).
+    fused : bool, optional
+        CuPy only: fused CUDA kernels or separate ufuncs (see :func:`xplstm.pointwise.fused_enabled`).
+
+    Returns
+    -------
+    h : ndarray, (T, m, H)
+        Outputs (zero past each length). Also kept in ``saved``: treat it as read-only until
+        :func:`lstm_backward` has run.
+    h_n, c_n : ndarray, (m, H)
+        Final states (at each sequence's last valid step).
+    saved : LSTMSaved
+    """
+    xp = get_array_module(x, w_ih, w_hh, bias, h0, c0)
+    steps, batch, _ = x.shape
+    hidden = w_hh.shape[1]
+    dtype = x.dtype
+    x = _zero_padding(x, lengths, xp)
+    h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
+    c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
+
+    gates = _input_projection(x, w_ih, bias, 4 * hidden, xp)
+    c = xp.empty((steps, batch, hidden), dtype=dtype)
+    h = xp.empty((steps, batch, hidden), dtype=dtype)
+    recurrent = xp.empty((batch, 4 * hidden), dtype=dtype)
+    pointwise = LSTMPointwise(xp, dtype, batch, hidden, fused)
+    w_hh_t = w_hh.T
+    h_prev, c_prev = h0, c0
+    for t in range(steps):
+        xp.matmul(h_prev, w_hh_t, out=recurrent)
+        pointwise.forward(gates[t], recurrent, c_prev, c[t], h[t])
+        h_prev, c_prev = h[t], c[t]
+
+    h_n = _at_last_step(h, lengths, xp)
+    c_n = _at_last_step(c, lengths, xp)
+    if lengths is not None:
+        # Safe in place: backward never reads h past a length (the gate gradients there are zero).
+        h *= xp.asarray(_valid_steps(lengths, steps), dtype=dtype)[:, :, None]
+    saved = LSTMSaved(x, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused)
+    return h, h_n, c_n, saved
+
+
+def lstm_backward(
+    dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved
+) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """Backpropagate through :func:`lstm_forward`; consumes ``saved`` (its gates are overwritten).
+
+    Parameters
+    ----------
+    dy : ndarray, (T, m, H), optional
+        Gradient with respect to the outputs ``h`` (``None`` for zeros). Steps past a length
+        are ignored.
+    dh_n, dc_n : ndarray, (m, H), optional
+        Gradients with respect to the final states (``None`` for zeros).
+    saved : LSTMSaved
+
+    Returns
+    -------
+    dx : ndarray, (T, m, n_in)
+    dh0, dc0 : ndarray, (m, H)
+    dw_ih : ndarray, (4H, n_in)
+    dw_hh : ndarray, (4H, H)
+    dbias : ndarray, (4H,)
+        Gradient with respect to ``bias`` (and so to each of ``b_ih`` and ``b_hh``).
+    """
+    gates, c, lengths = saved.gates, saved.c, saved.lengths
+    xp = get_array_module(gates, dy, dh_n, dc_n)
+    steps, batch, hidden = c.shape
+    dtype = c.dtype
+    dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
+    dh = xp.zeros((batch, hidden), dtype=dtype)
+    dc = xp.zeros((batch, hidden), dtype=dtype)
+    if lengths is None:
+        if dh_n is not None:
+            dh[...] = dh_n
+        if dc_n is not None:
+            dc[...] = dc_n
+    entries_h = _final_gradient_schedule(dh_n, lengths, steps, xp)
+    entries_c = _final_gradient_schedule(dc_n, lengths, steps, xp)
+
+    pointwise = LSTMPointwise(xp, dtype, batch, hidden, saved.fused)
+    w_hh = saved.w_hh
+    for t in range(steps - 1, -1, -1):
+        if t in entries_h:
+            dh[entries_h[t]] += dh_n[entries_h[t]]
+        if t in entries_c:
+            dc[entries_c[t]] += dc_n[entries_c[t]]
+        c_prev = c[t - 1] if t > 0 else saved.c0
+        pointwise.backward(dy[t], dh, dc, gates[t], c_prev, c[t])
+        xp.matmul(gates[t], w_hh, out=dh)
+
+    dx, dw_ih, dw_hh, dbias = _weight_gradients(gates, saved.x, saved.h, saved.h0, saved.w_ih, xp)
+    return dx, dh, dc, dw_ih, dw_hh, dbias
+
+
+def rnn_forward(
+    x: Any,
+    w_ih: Any,
+    w_hh: Any,
+    bias: Any = None,
+    h0: Any = None,
+    *,
+    lengths: np.ndarray | None = None,
+) -> tuple[Any, Any, RNNSaved]:
+    """Run a tanh RNN over a whole sequence: ``h_t = tanh(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)``.
+
+    Parameters
+    ----------
+    x : ndarray, (T, m, n_in)
+    w_ih : ndarray, (H, n_in)
+    w_hh : ndarray, (H, H)
+    bias : ndarray, (H,), optional
+    h0 : ndarray, (m, H), optional
+    lengths : ndarray of int, (m,), optional
+
+    Returns
+    -------
+    h : ndarray, (T, m, H)
+    h_n : ndarray, (m, H)
+    saved : RNNSaved
+    """
+    xp = get_array_module(x, w_ih, w_hh, bias, h0)
+    steps, batch, _ = x.shape
+    hidden = w_hh.shape[1]
+    x = _zero_padding(x, lengths, xp)
+    h0 = _zeros_or(h0, (batch, hidden), x.dtype, xp)
+    h = _input_projection(x, w_ih, bias, hidden, xp)
+    recurrent = xp.empty((batch, hidden), dtype=x.dtype)
+    w_hh_t = w_hh.T
+    h_prev = h0
+    for t in range(steps):
+        xp.matmul(h_prev, w_hh_t, out=recurrent)
+        h[t] += recurrent
+        xp.tanh(h[t], out=h[t])
+        h_prev = h[t]
+    h_n = _at_last_step(h, lengths, xp)
+    if lengths is not None:
+        h *= xp.asarray(_valid_steps(lengths, steps), dtype=x.dtype)[:, :, None]
+    return h, h_n, RNNSaved(x, w_ih, w_hh, h0, h, lengths)
+
+
+def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, Any, Any]:
+    """Backpropagate through :func:`rnn_forward`.
+
+    Parameters
+    ----------
+    dy : ndarray, (T, m, H), optional
+    dh_n : ndarray, (m, H), optional
+    saved : RNNSaved
+
+    Returns
+    -------
+    dx : ndarray, (T, m, n_in)
+    dh0 : ndarray, (m, H)
+    dw_ih : ndarray, (H, n_in)
+    dw_hh : ndarray, (H, H)
+    dbias : ndarray, (H,)
+    """
+    h, lengths = saved.h, saved.lengths
+    xp = get_array_module(h, dy, dh_n)
+    steps, batch, hidden = h.shape
+    dtype = h.dtype
+    dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
+    dh = xp.zeros((batch, hidden), dtype=dtype)
+    if lengths is None and dh_n is not None:
+        dh[...] = dh_n
+    entries = _final_gradient_schedule(dh_n, lengths, steps, xp)
+    dpre = xp.empty_like(h)
+    for t in range(steps - 1, -1, -1):
+        if t in entries:
+            dh[entries[t]] += dh_n[entries[t]]
+        # dpre = (dy + dh) * (1 - h^2)
+        xp.multiply(h[t], h[t], out=dpre[t])
+        xp.subtract(1, dpre[t], out=dpre[t])
+        dh += dy[t]
+        dpre[t] *= dh
+        xp.matmul(dpre[t], saved.w_hh, out=dh)
+    dx, dw_ih, dw_hh, dbias = _weight_gradients(dpre, saved.x, h, saved.h0, saved.w_ih, xp)
+    return dx, dh, dw_ih, dw_hh, dbias
