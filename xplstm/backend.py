@@ -49,10 +49,12 @@ def get_array_module(*arrays: Any, names: tuple[str, ...] | None = None) -> Modu
     """
     if names is None:
         names = tuple(f"argument {position}" for position in range(len(arrays)))
-    on_gpu = [(n, a) for n, a in zip(names, arrays) if a is not None and is_cupy_array(a)]
+    on_gpu = [
+        (n, a) for n, a in zip(names, arrays, strict=True) if a is not None and is_cupy_array(a)
+    ]
     if not on_gpu:
         return np
-    on_cpu = [(n, a) for n, a in zip(names, arrays) if isinstance(a, np.ndarray)]
+    on_cpu = [(n, a) for n, a in zip(names, arrays, strict=True) if isinstance(a, np.ndarray)]
     if on_cpu:
         gpu_name, gpu_array = on_gpu[0]
         cpu_name, _ = on_cpu[0]

@@ -87,9 +87,7 @@ def _lstm_parameters(parameters: Any, *, need_output: bool = True) -> dict[str, 
     checked = {}
     for gate in LSTM_GATES:
         weight = get_parameter(parameters, f"W{gate}", 2, "(n_a, n_a + n_x)")
-        check_shape(
-            f"parameters['W{gate}']", weight, (n_a, width), f"(n_a, n_a + n_x) like Wf"
-        )
+        check_shape(f"parameters['W{gate}']", weight, (n_a, width), "(n_a, n_a + n_x) like Wf")
         bias = get_parameter(parameters, f"b{gate}", 2, "(n_a, 1)")
         check_shape(f"parameters['b{gate}']", bias, (n_a, 1), f"(n_a, 1) with n_a={n_a}")
         checked[f"W{gate}"], checked[f"b{gate}"] = weight, bias
@@ -172,7 +170,8 @@ def rnn_cell_forward(xt: Any, a_prev: Any, parameters: Mapping) -> tuple[Any, An
     xt : ndarray, (n_x, m)
     a_prev : ndarray, (n_a, m)
     parameters : dict
-        ``Wax (n_a, n_x)``, ``Waa (n_a, n_a)``, ``Wya (n_y, n_a)``, ``ba (n_a, 1)``, ``by (n_y, 1)``.
+        ``Wax (n_a, n_x)``, ``Waa (n_a, n_a)``, ``Wya (n_y, n_a)``, ``ba (n_a, 1)``,
+        ``by (n_y, 1)``.
 
     Returns
     -------
@@ -216,8 +215,7 @@ def rnn_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
     y_pred = _output_layer(h, params["Wya"], params["by"], xp)
     steps = x.shape[2]
     step_caches = [
-        (a[:, :, t], a0 if t == 0 else a[:, :, t - 1], x[:, :, t], parameters)
-        for t in range(steps)
+        (a[:, :, t], a0 if t == 0 else a[:, :, t - 1], x[:, :, t], parameters) for t in range(steps)
     ]
     return a, y_pred, (step_caches, x)
 
@@ -437,8 +435,10 @@ def _lstm_saved_from_caches(step_caches: list, x: Any, xp: Any) -> tuple[engine.
     n_a = params["Wf"].shape[0]
     w_ih, w_hh, _ = _lstm_engine_weights(params, n_a, xp)
     gates = xp.stack(
-        [xp.concatenate([cache[5].T, cache[4].T, cache[6].T, cache[7].T], axis=1)
-         for cache in step_caches]
+        [
+            xp.concatenate([cache[5].T, cache[4].T, cache[6].T, cache[7].T], axis=1)
+            for cache in step_caches
+        ]
     )
     saved = engine.LSTMSaved(
         x=x,

@@ -125,8 +125,7 @@ def _final_gradient_schedule(
     if final is None or lengths is None:
         return {}
     return {
-        int(step): xp.asarray(np.nonzero(lengths == step + 1)[0])
-        for step in np.unique(lengths - 1)
+        int(step): xp.asarray(np.nonzero(lengths == step + 1)[0]) for step in np.unique(lengths - 1)
     }
 
 
@@ -159,7 +158,8 @@ def lstm_forward(
     lengths : ndarray of int, (m,), optional
         Steps per sequence, each in ``1..T`` (host NumPy array, already validated).
     fused : bool, optional
-        CuPy only: fused CUDA kernels or separate ufuncs (see :func:`xplstm.pointwise.fused_enabled`).
+        CuPy only: fused CUDA kernels or separate ufuncs
+        (see :func:`xplstm.pointwise.fused_enabled`).
 
     Returns
     -------

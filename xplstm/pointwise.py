@@ -15,13 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_array_module
-
 __all__ = ["LSTMPointwise", "fused_enabled"]
 
 
 def fused_enabled(fused: bool | None = None) -> bool:
-    """Resolve the fused-kernel switch: an explicit argument wins, else ``XPLSTM_FUSED`` (default on)."""
+    """Resolve the fused-kernel switch: the argument wins, else ``XPLSTM_FUSED`` (default on)."""
     if fused is not None:
         return bool(fused)
     setting = os.environ.get("XPLSTM_FUSED", "1").strip().lower()
@@ -109,9 +107,7 @@ class LSTMPointwise:
         xp.tanh(c_next, out=self.scratch)
         xp.multiply(o, self.scratch, out=h_next)
 
-    def backward(
-        self, dy: Any, dh: Any, dc: Any, gates: Any, c_prev: Any, c_next: Any
-    ) -> None:
+    def backward(self, dy: Any, dh: Any, dc: Any, gates: Any, c_prev: Any, c_next: Any) -> None:
         """One backward step, in place.
 
         Parameters

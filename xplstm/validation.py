@@ -40,9 +40,7 @@ def check_shape(name: str, value: Any, expected: tuple[int, ...], meaning: str) 
 
 def check_parameters(parameters: Any, name: str = "parameters") -> Mapping:
     if not isinstance(parameters, Mapping):
-        raise TypeError(
-            f"{name} must be a dict of weight arrays, got {type(parameters).__name__}"
-        )
+        raise TypeError(f"{name} must be a dict of weight arrays, got {type(parameters).__name__}")
     return parameters
 
 
