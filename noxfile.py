@@ -53,9 +53,21 @@ def tests_gpu(session: nox.Session) -> None:
     session.run("pytest", "-m", "gpu", *session.posargs)
 
 
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Quick asv pass over benchmarks/ against the current environment."""
+    session.install("-e", ".[bench]")
+    config = "benchmarks/asv.conf.json"
+    session.run("asv", "machine", "--yes", "--config", config)
+    session.run(
+        "asv", "run", "--config", config, "--python=same", "--quick", "--show-stderr",
+        *session.posargs,
+    )  # fmt: skip
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Lint and format-check with ruff."""
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")

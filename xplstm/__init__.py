@@ -14,11 +14,13 @@ from .course import (
     rnn_cell_forward,
     rnn_forward,
 )
+from .layer import LSTM
 from .numerics import sigmoid, softmax
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LSTM",
     "__version__",
     "asnumpy",
     "get_array_module",

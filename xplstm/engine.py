@@ -178,16 +178,25 @@ def lstm_forward(
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
-    gates = _input_projection(x, w_ih, bias, 4 * hidden, xp)
+    pointwise = LSTMPointwise(xp, dtype, batch, hidden, fused)
+    scale = pointwise.input_scale
+    if scale is None:
+        gates = _input_projection(x, w_ih, bias, 4 * hidden, xp)
+        w_hh_t = w_hh.T
+    else:
+        # Fold the twin's exact 0.5 scaling of the sigmoid gates into the weights, once.
+        gates = _input_projection(
+            x, w_ih * scale[:, None], None if bias is None else bias * scale, 4 * hidden, xp
+        )
+        w_hh_t = (w_hh * scale[:, None]).T
     c = xp.empty((steps, batch, hidden), dtype=dtype)
     h = xp.empty((steps, batch, hidden), dtype=dtype)
     recurrent = xp.empty((batch, 4 * hidden), dtype=dtype)
-    pointwise = LSTMPointwise(xp, dtype, batch, hidden, fused)
-    w_hh_t = w_hh.T
+    prescaled = scale is not None
     h_prev, c_prev = h0, c0
     for t in range(steps):
         xp.matmul(h_prev, w_hh_t, out=recurrent)
-        pointwise.forward(gates[t], recurrent, c_prev, c[t], h[t])
+        pointwise.forward(gates[t], recurrent, c_prev, c[t], h[t], prescaled=prescaled)
         h_prev, c_prev = h[t], c[t]
 
     h_n = _at_last_step(h, lengths, xp)

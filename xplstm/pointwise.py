@@ -78,7 +78,26 @@ class LSTMPointwise:
     def is_fused(self) -> bool:
         return self.kernels is not None
 
-    def forward(self, gates: Any, recurrent: Any, c_prev: Any, c_next: Any, h_next: Any) -> None:
+    @property
+    def input_scale(self) -> Any:
+        """``(4H,)`` factors a caller may fold into the gate weights and bias, or ``None``.
+
+        The twin computes every gate with one ``tanh`` of the pre-activation scaled by 0.5 for
+        the sigmoid gates (i, f, o). Scaling by 0.5 is exact, so a caller that multiplies its
+        weight rows by these factors once, and passes ``prescaled=True``, saves a pass per step.
+        """
+        return None if self.kernels is not None else self.gate_scale
+
+    def forward(
+        self,
+        gates: Any,
+        recurrent: Any,
+        c_prev: Any,
+        c_next: Any,
+        h_next: Any,
+        *,
+        prescaled: bool = False,
+    ) -> None:
         """One forward step, in place.
 
         Parameters
@@ -90,13 +109,18 @@ class LSTMPointwise:
         c_prev : ndarray, (m, H)
         c_next, h_next : ndarray, (m, H)
             Written: ``c_next = f * c_prev + i * g`` and ``h_next = o * tanh(c_next)``.
+        prescaled : bool
+            ``gates`` and ``recurrent`` are already multiplied by :attr:`input_scale`.
         """
         if self.kernels is not None:
+            if prescaled:
+                raise ValueError("the fused kernels take unscaled pre-activations")
             self.kernels.forward(gates, recurrent, c_prev, c_next, h_next)
             return
         xp, size = self.xp, self.hidden_size
         gates += recurrent
-        gates *= self.gate_scale
+        if not prescaled:
+            gates *= self.gate_scale
         xp.tanh(gates, out=gates)
         gates *= self.gate_scale
         gates += self.gate_shift

@@ -1,0 +1,789 @@
+"""Tests of ``xplstm.LSTM`` without torch: an independent float64 loop reference, finite
+differences, dtype tolerance, hypothesis over shapes and lengths, gradients, state dicts,
+checkpoints (and the atomic ``.npz`` writer under them) and the error table.
+
+The torch comparisons live in ``test_layer_oracle.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xplstm.backend import require_cupy
+from xplstm.layer import LSTM
+from xplstm.npz_io import load_npz, save_npz_atomic
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def to_numpy(array):
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array
+
+
+def relative_tolerance(dtype) -> float:
+    """For comparing a result in ``dtype`` with a float64 reference, relative to its scale."""
+    return 1e-12 if np.dtype(dtype) == np.float64 else 2e3 * float(np.finfo(np.float32).eps)
+
+
+def assert_close(actual, expected, dtype, name=""):
+    actual, expected = to_numpy(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, name
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    error = float(np.max(np.abs(actual - expected), initial=0.0))
+    assert error <= relative_tolerance(dtype) * scale, f"{name}: error {error:.3g}"
+
+
+def device_of(xp) -> str:
+    return "cpu" if xp is np else "cuda"
+
+
+def sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def reference_lstm(params, x, h0, c0, lengths, num_layers, bidirectional, hidden):
+    """Plain float64 loops, one sequence and one step at a time, time-major ``x (T, m, in)``.
+
+    The reverse direction runs each sequence from its last valid step back to step 0.
+    """
+    steps, batch, _ = x.shape
+    directions = 2 if bidirectional else 1
+    lengths = [steps] * batch if lengths is None else list(lengths)
+    rows = num_layers * directions
+    h_n = np.zeros((rows, batch, hidden))
+    c_n = np.zeros((rows, batch, hidden))
+    layer_input = np.asarray(x, dtype=np.float64)
+    for layer in range(num_layers):
+        output = np.zeros((steps, batch, directions * hidden))
+        for direction in range(directions):
+            suffix = f"l{layer}" + ("_reverse" if direction else "")
+            w_ih = params[f"weight_ih_{suffix}"]
+            w_hh = params[f"weight_hh_{suffix}"]
+            bias = params.get(f"bias_ih_{suffix}", 0.0) + params.get(f"bias_hh_{suffix}", 0.0)
+            row = layer * directions + direction
+            for b in range(batch):
+                h = np.zeros(hidden) if h0 is None else np.array(h0[row, b], dtype=np.float64)
+                c = np.zeros(hidden) if c0 is None else np.array(c0[row, b], dtype=np.float64)
+                order = range(lengths[b]) if direction == 0 else range(lengths[b] - 1, -1, -1)
+                for t in order:
+                    z = w_ih @ layer_input[t, b] + w_hh @ h + bias
+                    i = sigmoid(z[:hidden])
+                    f = sigmoid(z[hidden : 2 * hidden])
+                    g = np.tanh(z[2 * hidden : 3 * hidden])
+                    o = sigmoid(z[3 * hidden :])
+                    c = f * c + i * g
+                    h = o * np.tanh(c)
+                    output[t, b, direction * hidden : (direction + 1) * hidden] = h
+                h_n[row, b] = h
+                c_n[row, b] = c
+        layer_input = output
+    return layer_input, h_n, c_n
+
+
+def host_params(model):
+    return {name: to_numpy(array).astype(np.float64) for name, array in model.state_dict().items()}
+
+
+def reference_for(model, x, h0=None, c0=None, lengths=None):
+    """The reference in the model's layout (handles ``batch_first``)."""
+    x = to_numpy(x)
+    time_major = x.transpose(1, 0, 2) if model.batch_first else x
+    y, h_n, c_n = reference_lstm(
+        host_params(model),
+        time_major,
+        None if h0 is None else to_numpy(h0),
+        None if c0 is None else to_numpy(c0),
+        lengths,
+        model.num_layers,
+        model.bidirectional,
+        model.hidden_size,
+    )
+    return (y.transpose(1, 0, 2) if model.batch_first else y), h_n, c_n
+
+
+def make_inputs(model, steps, batch, rng, with_state=True):
+    shape = (batch, steps) if model.batch_first else (steps, batch)
+    x = rng.standard_normal((*shape, model.input_size))
+    rows = model.num_layers * model.num_directions
+    h0 = rng.standard_normal((rows, batch, model.hidden_size)) if with_state else None
+    c0 = rng.standard_normal((rows, batch, model.hidden_size)) if with_state else None
+    return x, h0, c0
+
+
+def valid_mask(model, steps, lengths, batch):
+    """Boolean mask in the model's layout, ``(T, m, 1)`` or ``(m, T, 1)``."""
+    lengths = [steps] * batch if lengths is None else lengths
+    mask = np.arange(steps)[:, None] < np.asarray(lengths)[None, :]
+    return (mask.T if model.batch_first else mask)[:, :, None]
+
+
+CONFIGS = [
+    pytest.param(dict(num_layers=1), False, None, id="plain"),
+    pytest.param(dict(num_layers=2, bidirectional=True), True, [4, 6, 1, 3, 6], id="bidi-lengths"),
+    pytest.param(dict(num_layers=2, batch_first=True, bias=False), True, None, id="bf-nobias"),
+    pytest.param(
+        dict(num_layers=1, bidirectional=True, batch_first=True), False, [2, 1, 6, 5, 3], id="all"
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+@pytest.mark.parametrize(("config", "with_state", "lengths"), CONFIGS)
+def test_forward_matches_loop_reference(xp, dtype, config, with_state, lengths):
+    rng = np.random.default_rng(1)
+    model = LSTM(3, 4, **config, dtype=dtype, device=device_of(xp), seed=2)
+    x, h0, c0 = make_inputs(model, 6, 5, rng, with_state)
+    state = None if h0 is None else (xp.asarray(h0, dtype=dtype), xp.asarray(c0, dtype=dtype))
+    y, (h_n, c_n) = model(xp.asarray(x, dtype=dtype), state, lengths=lengths)
+    assert y.dtype == dtype and h_n.dtype == dtype and c_n.dtype == dtype
+    assert isinstance(y, xp.ndarray)
+    expected_y, expected_h, expected_c = reference_for(model, x, h0, c0, lengths)
+    assert_close(y, expected_y, dtype, "y")
+    assert_close(h_n, expected_h, dtype, "h_n")
+    assert_close(c_n, expected_c, dtype, "c_n")
+
+
+@pytest.mark.parametrize(("config", "with_state", "lengths"), CONFIGS)
+def test_gradients_match_float64_cpu(xp, dtype, config, with_state, lengths):
+    """Every dtype and backend agrees with the float64 CPU layer (checked by finite differences
+    below) to its dtype's tolerance."""
+    rng = np.random.default_rng(3)
+    reference = LSTM(3, 4, **config, dtype="float64", seed=4)
+    model = LSTM(3, 4, **config, dtype=dtype, device=device_of(xp))
+    model.load_state_dict(reference.state_dict())
+    x, h0, c0 = make_inputs(model, 6, 5, rng, with_state)
+    state = None if h0 is None else (h0, c0)
+    y, (h_n, _) = reference(x, state, lengths=lengths)
+    dy, dh_n, dc_n = (rng.standard_normal(a.shape) for a in (y, h_n, h_n))
+    expected_dx, (expected_dh0, expected_dc0) = reference.backward(dy, (dh_n, dc_n))
+
+    def on_device(array):
+        return None if array is None else xp.asarray(array, dtype=dtype)
+
+    model(on_device(x), None if h0 is None else (on_device(h0), on_device(c0)), lengths=lengths)
+    dx, (dh0, dc0) = model.backward(on_device(dy), (on_device(dh_n), on_device(dc_n)))
+    assert dx.dtype == dtype and dx.shape == x.shape
+    assert_close(dx, expected_dx, dtype, "dx")
+    assert_close(dh0, expected_dh0, dtype, "dh0")
+    assert_close(dc0, expected_dc0, dtype, "dc0")
+    for name in reference.grads:
+        assert model.grads[name].dtype == dtype
+        assert_close(model.grads[name], reference.grads[name], dtype, name)
+
+
+def test_float32_layer_is_within_float32_tolerance_of_float64():
+    """Same seed, same inputs: the float32 layer tracks the float64 one."""
+    rng = np.random.default_rng(5)
+    double = LSTM(3, 5, 2, bidirectional=True, dtype="float64", seed=6)
+    single = LSTM(3, 5, 2, bidirectional=True, dtype="float32", seed=6)
+    for name, array in single.named_parameters():  # same seed: the same draws, rounded
+        np.testing.assert_array_equal(array, double.state_dict()[name].astype(np.float32))
+    x = rng.standard_normal((7, 3, 3))
+    lengths = [7, 2, 5]
+    y64, (h64, c64) = double(x, lengths=lengths)
+    y32, (h32, c32) = single(x, lengths=lengths)  # float64 input converted to float32
+    assert y32.dtype == np.float32
+    assert_close(y32, y64, np.float32, "y")
+    assert_close(h32, h64, np.float32, "h_n")
+    assert_close(c32, c64, np.float32, "c_n")
+    dy = rng.standard_normal(y64.shape)
+    dx64, _ = double.backward(dy)
+    dx32, _ = single.backward(dy)
+    assert_close(dx32, dx64, np.float32, "dx")
+    for name in double.grads:
+        assert_close(single.grads[name], double.grads[name], np.float32, name)
+
+
+def test_lengths_all_full_equal_no_lengths_and_any_int_type():
+    rng = np.random.default_rng(7)
+    model = LSTM(2, 3, bidirectional=True, dtype="float64", seed=8)
+    x = rng.standard_normal((4, 3, 2))
+    y, (h_n, c_n) = model(x)
+    for lengths in ([4, 4, 4], np.array([4, 4, 4], dtype=np.int32), (4, 4, 4)):
+        y2, (h2, c2) = model(x, lengths=lengths)
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(h2, h_n)
+        np.testing.assert_array_equal(c2, c_n)
+
+
+def test_inputs_are_converted_to_the_layer_dtype():
+    model = LSTM(2, 3, dtype="float64", seed=0)
+    x = np.arange(12, dtype=np.int64).reshape(3, 2, 2) % 3
+    y, (h_n, _) = model(x, (np.zeros((1, 2, 3), np.float32), None))
+    assert y.dtype == np.float64 and h_n.dtype == np.float64
+    expected, _, _ = reference_for(model, x.astype(np.float64))
+    assert_close(y, expected, np.float64)
+
+
+def test_outputs_and_inputs_can_be_edited_without_corrupting_backward():
+    """y is a fresh array and x and the states are copied: editing them after forward does
+    not change the gradients."""
+    rng = np.random.default_rng(9)
+    cases = [(dict(), None), (dict(), [4, 2]), (dict(bidirectional=True, batch_first=True), None)]
+    for config, lengths in cases:
+        model = LSTM(2, 3, dtype="float64", seed=1, **config)
+        x, h0, c0 = make_inputs(model, 4, 2, rng)
+        y, _ = model(x.copy(), (h0.copy(), c0.copy()), lengths=lengths)
+        dy = rng.standard_normal(y.shape)
+        dx, (dh0, _) = model.backward(dy)
+        grads = {name: g.copy() for name, g in model.grads.items()}
+        model.zero_grad()
+
+        x_edit, h_edit, c_edit = x.copy(), h0.copy(), c0.copy()
+        y_edit, (h_n, c_n) = model(x_edit, (h_edit, c_edit), lengths=lengths)
+        for array in (y_edit, h_n, c_n, x_edit, h_edit, c_edit):
+            array[...] = 123.0
+        dx2, (dh02, _) = model.backward(dy)
+        np.testing.assert_array_equal(dx2, dx)
+        np.testing.assert_array_equal(dh02, dh0)
+        for name in grads:
+            np.testing.assert_array_equal(model.grads[name], grads[name])
+
+
+# ----------------------------------------------------------------------------- finite differences
+
+
+def loss_of(model, x, h0, c0, lengths, weights):
+    wy, wh, wc = weights
+    y, (h_n, c_n) = model(x, (h0, c0), lengths=lengths)
+    return float(np.sum(y * wy) + np.sum(h_n * wh) + np.sum(c_n * wc))
+
+
+def test_gradients_match_central_finite_differences():
+    """Stacked, bidirectional, batch_first, variable lengths, initial states, float64."""
+    rng = np.random.default_rng(10)
+    model = LSTM(2, 3, 2, bidirectional=True, batch_first=True, dtype="float64", seed=11)
+    lengths = [3, 1, 4]
+    x, h0, c0 = make_inputs(model, 4, 3, rng)
+    y, (h_n, _) = model(x, (h0, c0), lengths=lengths)
+    weights = (rng.standard_normal(y.shape), *rng.standard_normal((2, *h_n.shape)))
+    dx, (dh0, dc0) = model.backward(weights[0], (weights[1], weights[2]))
+    analytic = {"x": dx, "h0": dh0, "c0": dc0, **{k: g.copy() for k, g in model.grads.items()}}
+    assert np.all(dx[~np.broadcast_to(valid_mask(model, 4, lengths, 3), dx.shape)] == 0)
+
+    variables = {"x": x, "h0": h0, "c0": c0, **dict(model.named_parameters())}
+    step = 1e-6
+    for name, array in variables.items():
+        flat = array.reshape(-1)  # a view: perturbs the live array
+        picks = rng.choice(flat.size, size=min(flat.size, 8), replace=False)
+        for index in picks:
+            original = flat[index]
+            flat[index] = original + step
+            plus = loss_of(model, x, h0, c0, lengths, weights)
+            flat[index] = original - step
+            minus = loss_of(model, x, h0, c0, lengths, weights)
+            flat[index] = original
+            numeric = (plus - minus) / (2 * step)
+            exact = analytic[name].reshape(-1)[index]
+            assert abs(numeric - exact) <= 1e-7 * max(1.0, abs(exact)), (name, index)
+
+
+# ----------------------------------------------------------------------------- hypothesis
+
+
+@st.composite
+def layer_cases(draw):
+    steps = draw(st.integers(1, 5))
+    batch = draw(st.integers(1, 4))
+    config = dict(
+        num_layers=draw(st.integers(1, 2)),
+        bias=draw(st.booleans()),
+        batch_first=draw(st.booleans()),
+        bidirectional=draw(st.booleans()),
+    )
+    sizes = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    with_state = draw(st.booleans())
+    seed = draw(st.integers(0, 2**16))
+    return steps, batch, config, sizes, lengths, with_state, seed
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=layer_cases())
+def test_random_shapes_match_reference_and_directional_derivative(case):
+    steps, batch, config, (input_size, hidden_size), lengths, with_state, seed = case
+    rng = np.random.default_rng(seed)
+    model = LSTM(input_size, hidden_size, **config, dtype="float64", seed=seed)
+    x, h0, c0 = make_inputs(model, steps, batch, rng, with_state)
+    y, (h_n, c_n) = model(x, None if h0 is None else (h0, c0), lengths=lengths)
+    expected_y, expected_h, expected_c = reference_for(model, x, h0, c0, lengths)
+    assert_close(y, expected_y, np.float64, "y")
+    assert_close(h_n, expected_h, np.float64, "h_n")
+    assert_close(c_n, expected_c, np.float64, "c_n")
+    mask = np.broadcast_to(valid_mask(model, steps, lengths, batch), y.shape)
+    assert np.all(y[~mask] == 0)
+
+    weights = (rng.standard_normal(y.shape), *rng.standard_normal((2, *h_n.shape)))
+    dx, (dh0, dc0) = model.backward(weights[0], (weights[1], weights[2]))
+    assert dx.shape == x.shape and dh0.shape == h_n.shape and dc0.shape == c_n.shape
+    assert np.all(dx[~np.broadcast_to(valid_mask(model, steps, lengths, batch), x.shape)] == 0)
+
+    # d/ds loss(everything + s * direction) at s = 0 equals <gradient, direction>
+    if h0 is None:
+        h0, c0 = np.zeros_like(dh0), np.zeros_like(dc0)
+    variables = {"x": x, "h0": h0, "c0": c0, **dict(model.named_parameters())}
+    gradients = {"x": dx, "h0": dh0, "c0": dc0, **model.grads}
+    directions = {name: rng.standard_normal(array.shape) for name, array in variables.items()}
+    exact = sum(float(np.sum(gradients[n] * directions[n])) for n in variables)
+    step = 1e-6
+    originals = {name: array.copy() for name, array in variables.items()}
+    losses = []
+    for sign in (1.0, -1.0):
+        for name, array in variables.items():
+            array[...] = originals[name] + sign * step * directions[name]
+        losses.append(loss_of(model, x, h0, c0, lengths, weights))
+    for name, array in variables.items():
+        array[...] = originals[name]
+    numeric = (losses[0] - losses[1]) / (2 * step)
+    assert abs(numeric - exact) <= 1e-6 * max(1.0, abs(exact))
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def test_grads_accumulate_until_zero_grad(xp):
+    rng = np.random.default_rng(12)
+    model = LSTM(2, 3, 2, bidirectional=True, dtype="float64", device=device_of(xp), seed=13)
+    assert list(model.grads) == list(model.state_dict())
+    for name, gradient in model.grads.items():
+        assert gradient.shape == model.state_dict()[name].shape
+        assert not xp.any(gradient)
+    x = xp.asarray(rng.standard_normal((4, 2, 2)))
+    dy = xp.asarray(rng.standard_normal((4, 2, 6)))
+    model(x, lengths=[4, 2])
+    model.backward(dy)
+    once = {name: g.copy() for name, g in model.grads.items()}
+    assert all(bool(xp.any(g)) for g in once.values())
+    model(x, lengths=[4, 2])
+    model.backward(dy)
+    for name, gradient in model.grads.items():
+        np.testing.assert_array_equal(to_numpy(gradient), 2 * to_numpy(once[name]))
+    held = model.grads["weight_ih_l0"]
+    model.zero_grad()
+    assert held is model.grads["weight_ih_l0"]
+    assert not any(bool(xp.any(g)) for g in model.grads.values())
+
+
+def test_bias_gradients_are_equal_for_ih_and_hh():
+    model = LSTM(2, 3, dtype="float64", seed=0)
+    y, _ = model(np.ones((3, 2, 2)))
+    model.backward(np.ones_like(y))
+    np.testing.assert_array_equal(model.grads["bias_ih_l0"], model.grads["bias_hh_l0"])
+
+
+def test_backward_with_only_final_state_gradients():
+    rng = np.random.default_rng(14)
+    model = LSTM(2, 3, 2, dtype="float64", seed=15)
+    x = rng.standard_normal((4, 2, 2))
+    _, (h_n, _) = model(x, lengths=[4, 2])
+    dh_n = rng.standard_normal(h_n.shape)
+    dx, _ = model.backward(None, (dh_n, None))
+    model(x, lengths=[4, 2])
+    dx_full, _ = model.backward(np.zeros((4, 2, 3)), (dh_n, np.zeros_like(dh_n)))
+    np.testing.assert_array_equal(dx, dx_full)
+
+
+def test_backward_consumes_the_forward():
+    model = LSTM(2, 3, seed=0)
+    with pytest.raises(RuntimeError, match="forward"):
+        model.backward(np.zeros((1, 1, 3), np.float32))
+    y, _ = model(np.ones((2, 1, 2), np.float32))
+    with pytest.raises(ValueError, match="dy"):  # a rejected dy does not consume the forward
+        model.backward(np.zeros((3, 1, 3), np.float32))
+    model.backward(np.ones_like(y))
+    with pytest.raises(RuntimeError, match="forward"):
+        model.backward(np.ones_like(y))
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def test_parameter_names_shapes_and_order_follow_torch():
+    model = LSTM(3, 4, 2, bidirectional=True)
+    expected = []
+    for layer, width in ((0, 3), (1, 8)):
+        for suffix in (f"l{layer}", f"l{layer}_reverse"):
+            expected += [
+                (f"weight_ih_{suffix}", (16, width)),
+                (f"weight_hh_{suffix}", (16, 4)),
+                (f"bias_ih_{suffix}", (16,)),
+                (f"bias_hh_{suffix}", (16,)),
+            ]
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == expected
+    no_bias = LSTM(3, 4, bias=False)
+    assert list(no_bias.state_dict()) == ["weight_ih_l0", "weight_hh_l0"]
+
+
+def test_initialization_is_seeded_uniform_within_torch_bound():
+    first = LSTM(3, 16, 2, dtype="float64", seed=3)
+    bound = 1 / np.sqrt(16)
+    for name, array in first.named_parameters():
+        assert array.dtype == np.float64
+        assert np.all(np.abs(array) <= bound), name
+        assert np.std(array) > bound / 4, name
+    again = LSTM(3, 16, 2, dtype="float64", seed=3)
+    other = LSTM(3, 16, 2, dtype="float64", seed=4)
+    for name, array in first.named_parameters():
+        np.testing.assert_array_equal(array, again.state_dict()[name])
+        assert not np.array_equal(array, other.state_dict()[name])
+    generator_seeded = LSTM(3, 16, 2, dtype="float64", seed=np.random.default_rng(3))
+    np.testing.assert_array_equal(generator_seeded.weight_ih_l0, first.weight_ih_l0)
+
+
+def test_state_dict_copies_out_and_load_state_dict_copies_in():
+    model = LSTM(2, 3, dtype="float64", seed=0)
+    live = model.weight_ih_l0
+    assert live is dict(model.named_parameters())["weight_ih_l0"]
+    state = model.state_dict()
+    state["weight_ih_l0"][...] = 7.0
+    assert not np.any(model.weight_ih_l0 == 7.0)
+    model.load_state_dict(state)
+    assert model.weight_ih_l0 is live  # in place: parameter references stay valid
+    np.testing.assert_array_equal(live, 7.0)
+    state["weight_ih_l0"][...] = 8.0
+    np.testing.assert_array_equal(live, 7.0)
+    # lists and float32 arrays are converted to the layer dtype
+    state = {k: v.astype(np.float32) for k, v in model.state_dict().items()}
+    state["bias_hh_l0"] = [0.5] * 12
+    model.load_state_dict(state)
+    assert model.bias_hh_l0.dtype == np.float64
+    np.testing.assert_array_equal(model.bias_hh_l0, 0.5)
+
+
+def test_failed_load_state_dict_leaves_the_layer_unchanged():
+    model = LSTM(2, 3, seed=0)
+    before = model.state_dict()
+    bad = {k: np.full_like(v, 9.0) for k, v in before.items()}
+    bad["bias_hh_l0"] = np.zeros(5)
+    with pytest.raises(ValueError, match="bias_hh_l0"):
+        model.load_state_dict(bad)
+    for name, array in model.named_parameters():
+        np.testing.assert_array_equal(array, before[name])
+
+
+def test_load_state_dict_discards_a_pending_forward():
+    model = LSTM(2, 3, seed=0)
+    y, _ = model(np.ones((2, 1, 2), np.float32))
+    model.load_state_dict(model.state_dict())
+    with pytest.raises(RuntimeError, match="load_state_dict"):
+        model.backward(np.ones_like(y))
+
+
+def test_parameters_cannot_be_rebound():
+    model = LSTM(2, 3)
+    with pytest.raises(AttributeError, match="weight_ih_l0"):
+        model.weight_ih_l0 = np.zeros((12, 2), np.float32)
+    with pytest.raises(AttributeError, match="weight_ih_l5"):
+        _ = model.weight_ih_l5
+
+
+def test_repr_looks_like_torch():
+    assert repr(LSTM(3, 4)) == "LSTM(3, 4)"
+    text = repr(LSTM(3, 4, 2, bias=False, batch_first=True, bidirectional=True, dtype="float64"))
+    assert text == (
+        "LSTM(3, 4, num_layers=2, bias=False, batch_first=True, bidirectional=True, dtype=float64)"
+    )
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def test_to_cpu_returns_an_independent_copy():
+    model = LSTM(2, 3, 2, bidirectional=True, dtype="float64", seed=0)
+    y, _ = model(np.ones((3, 2, 2)))
+    model.backward(np.ones_like(y))
+    copy = model.to("cpu")
+    assert copy is not model and repr(copy) == repr(model) and copy.device == "cpu"
+    for name, array in model.named_parameters():
+        np.testing.assert_array_equal(copy.state_dict()[name], array)
+        np.testing.assert_array_equal(copy.grads[name], model.grads[name])
+    copy.weight_ih_l0[...] = 0.0
+    assert np.any(model.weight_ih_l0 != 0.0)
+    with pytest.raises(RuntimeError, match="forward"):
+        copy.backward(np.ones_like(y))
+
+
+def test_cuda_without_a_usable_gpu_is_a_clear_runtime_error():
+    try:
+        require_cupy()
+    except RuntimeError:
+        pass
+    else:
+        pytest.skip("a GPU is usable here")
+    for call in (lambda: LSTM(2, 3, device="cuda"), lambda: LSTM(2, 3).to("cuda:0")):
+        with pytest.raises(RuntimeError, match=r"CuPy|CUDA"):
+            call()
+
+
+@pytest.mark.gpu
+def test_gpu_layer_rejects_host_arrays_and_round_trips():
+    cupy = pytest.importorskip("cupy")
+    try:
+        require_cupy()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    model = LSTM(2, 3, dtype="float64", seed=0)
+    gpu = model.to("cuda")
+    assert gpu.device.startswith("cuda:") and isinstance(gpu.weight_ih_l0, cupy.ndarray)
+    with pytest.raises(TypeError, match="x is on the CPU"):
+        gpu(np.ones((2, 1, 2)))
+    with pytest.raises(TypeError, match="x is on the GPU"):
+        model(cupy.ones((2, 1, 2)))
+    back = gpu.to("cpu")
+    for name, array in model.named_parameters():
+        np.testing.assert_array_equal(back.state_dict()[name], array)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_save_load_round_trip_is_bitwise_at_the_exact_path(tmp_path):
+    model = LSTM(3, 4, 2, bidirectional=True, batch_first=True, dtype="float64", seed=1)
+    for name in ("model.ckpt", "model", "model.npz"):
+        path = tmp_path / name
+        model.save(path if name != "model" else str(path))
+        assert path.exists()
+        loaded = LSTM.load(path, device="cpu")
+        assert repr(loaded) == repr(model)
+        for key, array in model.named_parameters():
+            restored = loaded.state_dict()[key]
+            assert restored.dtype == array.dtype
+            assert restored.tobytes() == array.tobytes()
+    assert sorted(os.listdir(tmp_path)) == ["model", "model.ckpt", "model.npz"]
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    np.testing.assert_array_equal(loaded(x)[0], model(x)[0])
+
+
+def test_save_overwrites_and_holds_no_pickles(tmp_path):
+    path = tmp_path / "model.npz"
+    LSTM(2, 3, seed=0).save(path)
+    LSTM(2, 5, bias=False, seed=1).save(path)
+    assert os.listdir(tmp_path) == ["model.npz"]
+    assert repr(LSTM.load(path)) == "LSTM(2, 5, bias=False)"
+    with np.load(path, allow_pickle=False) as archive:
+        assert set(archive.files) == {"xplstm_config", "weight_ih_l0", "weight_hh_l0"}
+        assert archive["xplstm_config"].dtype.kind == "U"
+
+
+def _write_bytes(path, data: bytes):
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        pytest.param(
+            lambda p: LSTM(2, 3).save(p) or _truncate(p), "not a readable", id="truncated"
+        ),
+        pytest.param(lambda p: _write_bytes(p, b""), "not a readable", id="empty"),
+        pytest.param(lambda p: _write_bytes(p, b"hello\n" * 50), "not a readable", id="text"),
+        pytest.param(lambda p: _savez(p, a=np.ones(3)), "not an xplstm.LSTM", id="foreign-npz"),
+        pytest.param(lambda p: _savez(p, a=np.array([{}], dtype=object)), "pickle", id="pickled"),
+        pytest.param(lambda p: _save_npy(p), "single .npy", id="npy"),
+        pytest.param(
+            lambda p: _savez(p, xplstm_config=np.array("{not json")), "not JSON", id="bad-json"
+        ),
+        pytest.param(lambda p: _without(p, "weight_hh_l0"), "weight_hh_l0", id="missing-param"),
+        pytest.param(lambda p: _bad_config(p, hidden_size=-2), "hidden_size", id="bad-config"),
+        pytest.param(lambda p: _bad_config(p, version=99), "version 99", id="future-version"),
+    ],
+)
+def test_unreadable_checkpoints_are_value_errors_naming_the_path(tmp_path, make, fragment):
+    path = tmp_path / "broken.npz"
+    make(str(path))
+    with pytest.raises(ValueError, match=re.escape(str(path))) as info:
+        LSTM.load(path)
+    assert fragment in str(info.value)
+
+
+def _truncate(path):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as handle:
+        handle.truncate(size // 2)
+
+
+def _savez(path, **arrays):
+    with open(path, "wb") as handle:  # a file object: np.savez keeps the name as given
+        np.savez(handle, **arrays)
+
+
+def _save_npy(path):
+    with open(path, "wb") as handle:
+        np.save(handle, np.ones(3))
+
+
+def _without(path, key):
+    LSTM(2, 3).save(path)
+    arrays = load_npz(path)
+    del arrays[key]
+    save_npz_atomic(path, arrays)
+
+
+def _bad_config(path, **changes):
+    import json
+
+    LSTM(2, 3).save(path)
+    arrays = load_npz(path)
+    config = json.loads(str(arrays["xplstm_config"][()]))
+    config.update(changes)
+    arrays["xplstm_config"] = np.array(json.dumps(config))
+    save_npz_atomic(path, arrays)
+
+
+def test_load_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        LSTM.load(tmp_path / "absent.npz")
+
+
+def test_npz_writer_round_trip_any_names_and_mode(tmp_path):
+    path = tmp_path / "arrays.bin"
+    arrays = {"file": np.arange(3), "b": np.array("text"), "a": np.ones((2, 2), np.float32)}
+    save_npz_atomic(path, arrays)
+    loaded = load_npz(path)
+    assert list(loaded) == ["file", "b", "a"]
+    for name, array in arrays.items():
+        assert loaded[name].dtype == array.dtype
+        np.testing.assert_array_equal(loaded[name], array)
+    assert zipfile.is_zipfile(path)
+    if os.name == "posix":
+        plain = tmp_path / "plain"
+        plain.touch()
+        assert os.stat(path).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
+def test_npz_writer_refuses_pickles_and_leaves_nothing_behind(tmp_path):
+    with pytest.raises(TypeError, match="pickle"):
+        save_npz_atomic(tmp_path / "x.npz", {"ok": np.ones(2), "bad": np.array([None])})
+    assert os.listdir(tmp_path) == []
+
+
+def test_npz_writer_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "x.npz"
+    save_npz_atomic(path, {"a": np.ones(2)})
+
+    def failing_replace(source, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("xplstm.npz_io.os.replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_npz_atomic(path, {"a": np.zeros(2)})
+    assert os.listdir(tmp_path) == ["x.npz"]
+    np.testing.assert_array_equal(load_npz(path)["a"], np.ones(2))
+
+
+# ----------------------------------------------------------------------------- error table
+
+
+def _model(**config):
+    return LSTM(3, 4, **config)
+
+
+def _forward(x=None, state=None, lengths=None, **config):
+    model = _model(**config)
+    return model(np.zeros((5, 2, 3), np.float32) if x is None else x, state, lengths=lengths)
+
+
+def _backward(dy=None, dstate=None, **config):
+    model = _model(**config)
+    y, _ = model(np.zeros((5, 2, 3), np.float32))
+    return model.backward(np.zeros_like(y) if dy is None else dy, dstate)
+
+
+def _state(rows=1, batch=2, hidden=4):
+    return np.zeros((rows, batch, hidden), np.float32)
+
+
+ERRORS = [
+    # constructor
+    ("input_size=0", lambda: LSTM(0, 4), ValueError, "input_size"),
+    ("input_size=2.5", lambda: LSTM(2.5, 4), TypeError, "input_size"),
+    ("input_size=True", lambda: LSTM(True, 4), TypeError, "input_size"),
+    ("hidden_size=-1", lambda: LSTM(3, -1), ValueError, "hidden_size"),
+    ("hidden_size=str", lambda: LSTM(3, "4"), TypeError, "hidden_size"),
+    ("num_layers=0", lambda: LSTM(3, 4, 0), ValueError, "num_layers"),
+    ("dtype=int32", lambda: LSTM(3, 4, dtype="int32"), TypeError, "dtype"),
+    ("dtype=float16", lambda: LSTM(3, 4, dtype=np.float16), TypeError, "dtype"),
+    ("dtype=junk", lambda: LSTM(3, 4, dtype="junk"), TypeError, "dtype"),
+    ("dtype=None", lambda: LSTM(3, 4, dtype=None), TypeError, "dtype"),
+    ("device=tpu", lambda: LSTM(3, 4, device="tpu"), ValueError, "device"),
+    ("device=cuda:x", lambda: LSTM(3, 4, device="cuda:x"), ValueError, "device"),
+    ("device=0", lambda: LSTM(3, 4, device=0), TypeError, "device"),
+    ("bias=str", lambda: LSTM(3, 4, bias="yes"), TypeError, "bias"),
+    ("batch_first=1", lambda: LSTM(3, 4, batch_first=1), TypeError, "batch_first"),
+    ("bidirectional=None", lambda: LSTM(3, 4, bidirectional=None), TypeError, "bidirectional"),
+    ("seed=str", lambda: LSTM(3, 4, seed="abc"), TypeError, "seed"),
+    ("seed=-1", lambda: LSTM(3, 4, seed=-1), ValueError, "seed"),
+    # forward
+    ("x=list", lambda: _forward(x=[[[0.0] * 3]]), TypeError, "x must be a numpy array"),
+    ("x=complex", lambda: _forward(x=np.zeros((5, 2, 3), complex)), TypeError, "x has dtype"),
+    ("x=2-D", lambda: _forward(x=np.zeros((5, 3))), ValueError, "x must be 3-D"),
+    ("x features", lambda: _forward(x=np.zeros((5, 2, 4))), ValueError, "input_size=3"),
+    ("x no steps", lambda: _forward(x=np.zeros((0, 2, 3))), ValueError, "x must have"),
+    ("state=array", lambda: _forward(state=_state()), TypeError, "state must be a pair"),
+    ("state=triple", lambda: _forward(state=(None,) * 3), TypeError, "state must be a pair"),
+    ("h0 shape", lambda: _forward(state=(_state(batch=3), None)), ValueError, "(h0)"),
+    ("c0 shape", lambda: _forward(state=(None, _state(rows=2))), ValueError, "(c0)"),
+    ("h0=list", lambda: _forward(state=([0.0], None)), TypeError, "(h0)"),
+    ("lengths count", lambda: _forward(lengths=[5]), ValueError, "lengths"),
+    ("lengths=0", lambda: _forward(lengths=[5, 0]), ValueError, "lengths[1] = 0"),
+    ("lengths>T", lambda: _forward(lengths=[6, 1]), ValueError, "1..T=5"),
+    ("lengths float", lambda: _forward(lengths=[5.0, 1.0]), TypeError, "lengths"),
+    ("lengths 2-D", lambda: _forward(lengths=[[5, 1]]), ValueError, "lengths"),
+    ("lengths str", lambda: _forward(lengths="ab"), TypeError, "lengths"),
+    # backward
+    ("backward first", lambda: _model().backward(np.zeros((5, 2, 4))), RuntimeError, "forward"),
+    ("dy shape", lambda: _backward(dy=np.zeros((5, 2, 8))), ValueError, "dy has shape"),
+    ("dy=list", lambda: _backward(dy=[0.0]), TypeError, "dy must be"),
+    ("dstate shape", lambda: _backward(dstate=(_state(hidden=3), None)), ValueError, "(dh_n)"),
+    ("dstate=array", lambda: _backward(dstate=_state()), TypeError, "dstate must be a pair"),
+    # state dict, devices, files
+    ("state_dict=list", lambda: _model().load_state_dict([]), TypeError, "state_dict"),
+    (
+        "state_dict missing",
+        lambda: _model().load_state_dict({"weight_ih_l0": np.zeros((16, 3))}),
+        KeyError,
+        "'weight_hh_l0' (expected an array of shape (16, 4))",
+    ),
+    (
+        "state_dict unexpected",
+        lambda: _model().load_state_dict({**_model().state_dict(), "extra": np.zeros(1)}),
+        KeyError,
+        "extra",
+    ),
+    (
+        "state_dict shape",
+        lambda: _model().load_state_dict({**_model().state_dict(), "weight_ih_l0": np.zeros(3)}),
+        ValueError,
+        "state_dict['weight_ih_l0'] has shape (3,) but (16, 3)",
+    ),
+    (
+        "state_dict dtype",
+        lambda: _model().load_state_dict({**_model().state_dict(), "bias_ih_l0": ["a"] * 16}),
+        TypeError,
+        "bias_ih_l0",
+    ),
+    ("to(tpu)", lambda: _model().to("tpu"), ValueError, "device"),
+    ("load(device=tpu)", lambda: LSTM.load("absent.npz", device="tpu"), ValueError, "device"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [pytest.param(call, error, fragment, id=name) for name, call, error, fragment in ERRORS],
+)
+def test_error_table(call, error, fragment):
+    with pytest.raises(error) as info:
+        call()
+    message = info.value.args[0] if error is KeyError else str(info.value)
+    assert fragment in message

@@ -1,0 +1,464 @@
+"""``xplstm bench``: xplstm side by side with its peers, in one process.
+
+Peers, each run on the same weights and data:
+
+- ``xplstm``: the :class:`xplstm.LSTM` layer (NumPy; CuPy too when a GPU is usable);
+- ``course loop``: the step-by-step course formulation (per-step concatenation, four gate
+  products, fresh arrays every step), on the same backend;
+- ``gemm floor``: the engine's matrix products alone, without the pointwise work: the limit a
+  NumPy implementation can approach;
+- ``torch``: ``torch.nn.LSTM`` when torch is installed (oneDNN/MKL on CPU, cuDNN on CUDA).
+
+Times are medians over interleaved rounds (every peer once per round, in turn), with a short pause
+before each timed call so no library's idle worker threads steal the next one's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .backend import asnumpy
+from .layer import LSTM
+from .numerics import sigmoid
+
+__all__ = ["main", "measure_memory", "run"]
+
+
+@dataclass
+class Case:
+    """One benchmark configuration."""
+
+    backend: str  # "numpy" or "cupy"
+    dtype: str
+    input_size: int
+    hidden_size: int
+    batch: int
+    steps: int
+    times_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.backend} {self.dtype} n_x={self.input_size} n_a={self.hidden_size} "
+            f"m={self.batch} T={self.steps}"
+        )
+
+
+def _synchronizer(xp: Any) -> Callable[[], None]:
+    if xp is np:
+        return lambda: None
+    return xp.cuda.get_current_stream().synchronize
+
+
+def _course_style(params: dict[str, Any], xp: Any) -> tuple[Callable, Callable]:
+    """The course's step-by-step LSTM, as learners write it (layout ``(n, m)`` per step)."""
+
+    def forward(x: Any, a0: Any) -> list:
+        a_prev, c_prev = a0, xp.zeros_like(a0)
+        caches = []
+        for t in range(x.shape[2]):
+            concat = xp.concatenate([a_prev, x[:, :, t]], axis=0)
+            ft = sigmoid(params["Wf"] @ concat + params["bf"], xp)
+            it = sigmoid(params["Wi"] @ concat + params["bi"], xp)
+            cct = xp.tanh(params["Wc"] @ concat + params["bc"])
+            c_next = ft * c_prev + it * cct
+            ot = sigmoid(params["Wo"] @ concat + params["bo"], xp)
+            a_next = ot * xp.tanh(c_next)
+            caches.append((a_next, c_next, a_prev, c_prev, ft, it, cct, ot, concat))
+            a_prev, c_prev = a_next, c_next
+        return caches
+
+    def backward(da: Any, caches: list) -> dict[str, Any]:
+        n_a = caches[0][0].shape[0]
+        grads = {key: xp.zeros_like(value) for key, value in params.items()}
+        dx = xp.empty((caches[0][8].shape[0] - n_a, da.shape[1], da.shape[2]), da.dtype)
+        da_prev = xp.zeros_like(caches[0][0])
+        dc_prev = xp.zeros_like(da_prev)
+        for t in reversed(range(len(caches))):
+            a_next, c_next, a_prev, c_prev, ft, it, cct, ot, concat = caches[t]
+            da_next = da[:, :, t] + da_prev
+            tanh_c = xp.tanh(c_next)
+            dc = dc_prev + da_next * ot * (1 - tanh_c**2)
+            gate_grads = {
+                "o": da_next * tanh_c * ot * (1 - ot),
+                "c": dc * it * (1 - cct**2),
+                "i": dc * cct * it * (1 - it),
+                "f": dc * c_prev * ft * (1 - ft),
+            }
+            dconcat = 0
+            for gate, dz in gate_grads.items():
+                grads[f"W{gate}"] += dz @ concat.T
+                grads[f"b{gate}"] += dz.sum(axis=1, keepdims=True)
+                dconcat = dconcat + params[f"W{gate}"].T @ dz
+            da_prev, dx[:, :, t] = dconcat[:n_a], dconcat[n_a:]
+            dc_prev = dc * ft
+        return grads
+
+    return forward, backward
+
+
+def _course_parameters(model: LSTM) -> dict[str, Any]:
+    """The layer's weights in the course's dict layout (gates i, f, g, o -> Wi, Wf, Wc, Wo)."""
+    xp, hidden = model.xp, model.hidden_size
+    state = model.state_dict()
+    weight = xp.concatenate([state["weight_hh_l0"], state["weight_ih_l0"]], axis=1)
+    bias = state["bias_ih_l0"] + state["bias_hh_l0"]
+    params = {}
+    for k, gate in enumerate("ifco"):
+        rows = slice(k * hidden, (k + 1) * hidden)
+        params[f"W{gate}"] = xp.ascontiguousarray(weight[rows])
+        params[f"b{gate}"] = bias[rows].reshape(hidden, 1)
+    return params
+
+
+def _gemm_floor(model: LSTM, x: Any) -> tuple[Callable, Callable]:
+    """The engine's matrix products alone: input projection, one recurrent GEMM per step, and
+    in backward one GEMM per step plus the weight and input gradient GEMMs."""
+    xp, hidden = model.xp, model.hidden_size
+    steps, batch, n_in = x.shape
+    state = model.state_dict()
+    w_ih, w_hh = state["weight_ih_l0"], state["weight_hh_l0"]
+    gates = xp.empty((steps, batch, 4 * hidden), dtype=x.dtype)
+    h = xp.zeros((steps, batch, hidden), dtype=x.dtype)
+    recurrent = xp.empty((batch, 4 * hidden), dtype=x.dtype)
+    dh = xp.empty((batch, hidden), dtype=x.dtype)
+    flat_x = x.reshape(steps * batch, n_in)
+    flat_gates = gates.reshape(steps * batch, 4 * hidden)
+
+    def forward() -> None:
+        xp.matmul(flat_x, w_ih.T, out=flat_gates)
+        for t in range(steps):
+            xp.matmul(h[t - 1] if t else h[0], w_hh.T, out=recurrent)
+
+    def forward_backward() -> None:
+        forward()
+        for t in range(steps - 1, -1, -1):
+            xp.matmul(gates[t], w_hh, out=dh)
+        xp.matmul(flat_gates, w_ih)
+        xp.matmul(flat_gates.T, flat_x)
+        xp.matmul(flat_gates.T, h.reshape(steps * batch, hidden))
+
+    return forward, forward_backward
+
+
+def _torch_peer(model: LSTM, x: Any, dy: Any, backend: str) -> tuple[Callable, Callable] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    device = "cuda" if backend == "cupy" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        return None
+    dtype = getattr(torch, model.dtype.name)
+    lstm = torch.nn.LSTM(model.input_size, model.hidden_size).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            getattr(lstm, name).copy_(torch.as_tensor(asnumpy(value)))
+    x_torch = torch.as_tensor(asnumpy(x)).to(device)
+    dy_torch = torch.as_tensor(asnumpy(dy)).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def forward() -> None:
+        with torch.no_grad():
+            lstm(x_torch)
+        sync()
+
+    def forward_backward() -> None:
+        x_grad = x_torch.detach().requires_grad_(True)
+        out, _ = lstm(x_grad)
+        out.backward(dy_torch)
+        sync()
+
+    return forward, forward_backward
+
+
+def _peers(case: Case, seed: int) -> dict[str, Callable[[], None]]:
+    device = "cuda" if case.backend == "cupy" else "cpu"
+    model = LSTM(case.input_size, case.hidden_size, dtype=case.dtype, device=device, seed=seed)
+    xp = model.xp
+    rng = np.random.default_rng(seed)
+    shape = (case.steps, case.batch)
+    x = xp.asarray(rng.standard_normal((*shape, case.input_size)).astype(case.dtype))
+    dy = xp.asarray(rng.standard_normal((*shape, case.hidden_size)).astype(case.dtype))
+    sync = _synchronizer(xp)
+
+    def xplstm_forward() -> None:
+        model(x)
+        sync()
+
+    def xplstm_forward_backward() -> None:
+        model(x)
+        model.backward(dy)
+        sync()
+
+    course_forward, course_backward = _course_style(_course_parameters(model), xp)
+    x_course = xp.ascontiguousarray(x.transpose(2, 1, 0))
+    dy_course = xp.ascontiguousarray(dy.transpose(2, 1, 0))
+    a0 = xp.zeros((case.hidden_size, case.batch), dtype=x.dtype)
+
+    def course_fwd() -> None:
+        course_forward(x_course, a0)
+        sync()
+
+    def course_fwd_bwd() -> None:
+        course_backward(dy_course, course_forward(x_course, a0))
+        sync()
+
+    floor_forward, floor_forward_backward = _gemm_floor(model, x)
+
+    def floor_fwd() -> None:
+        floor_forward()
+        sync()
+
+    def floor_fwd_bwd() -> None:
+        floor_forward_backward()
+        sync()
+
+    peers = {
+        "xplstm fwd": xplstm_forward,
+        "xplstm fwd+bwd": xplstm_forward_backward,
+        "gemm floor fwd": floor_fwd,
+        "gemm floor fwd+bwd": floor_fwd_bwd,
+        "course loop fwd": course_fwd,
+        "course loop fwd+bwd": course_fwd_bwd,
+    }
+    torch_peer = _torch_peer(model, x, dy, case.backend)
+    if torch_peer is not None:
+        peers["torch fwd"], peers["torch fwd+bwd"] = torch_peer
+    return peers
+
+
+def time_interleaved(
+    peers: dict[str, Callable[[], None]], rounds: int, pause: float, warmup: int = 2
+) -> dict[str, float]:
+    """Median milliseconds per peer over ``rounds`` interleaved rounds."""
+    for run_once in peers.values():
+        for _ in range(warmup):
+            run_once()
+    samples: dict[str, list[float]] = {name: [] for name in peers}
+    for _ in range(rounds):
+        for name, run_once in peers.items():
+            time.sleep(pause)
+            start = time.perf_counter()
+            run_once()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def measure_memory(
+    input_size: int = 64, hidden_size: int = 256, batch: int = 32, steps: int = 400, seed: int = 0
+) -> dict[str, float]:
+    """Peak traced memory (tracemalloc) of one float64 forward+backward on NumPy.
+
+    Returns the peak, the budget ``T * m * (6 * n_a + n_x) * itemsize`` (four gate activations,
+    cell state and output per step, plus dx) and their ratio.
+    """
+    model = LSTM(input_size, hidden_size, dtype="float64", seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((steps, batch, input_size))
+    dy = rng.standard_normal((steps, batch, hidden_size))
+    model(x)
+    model.backward(dy)  # warm up: first-call allocations are not the steady state
+    tracemalloc.start()
+    try:
+        model(x)
+        model.backward(dy)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    budget = steps * batch * (6 * hidden_size + input_size) * 8
+    return {"peak_bytes": peak, "budget_bytes": budget, "ratio": peak / budget}
+
+
+def _blas_description() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (install threadpoolctl to see the BLAS kernel)"
+    pools = [
+        f"{info.get('internal_api')} {info.get('version')} {info.get('architecture', '')} "
+        f"threads={info.get('num_threads')}"
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return "; ".join(pools) or "none found"
+
+
+def _limit_threads(threads: int) -> Any:
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _cupy_usable() -> bool:
+    try:
+        from .backend import require_cupy
+
+        require_cupy()
+    except RuntimeError:
+        return False
+    return True
+
+
+def run(
+    sizes: list[tuple[int, int, int, int]],
+    dtypes: list[str],
+    backends: list[str],
+    rounds: int,
+    pause: float,
+    seed: int = 0,
+) -> list[Case]:
+    """Time every peer for every (backend, dtype, size); returns the filled-in cases."""
+    cases = []
+    for backend in backends:
+        for dtype in dtypes:
+            for input_size, hidden_size, batch, steps in sizes:
+                case = Case(backend, dtype, input_size, hidden_size, batch, steps)
+                case.times_ms = time_interleaved(_peers(case, seed), rounds, pause)
+                cases.append(case)
+    return cases
+
+
+def _ratio_rows(case: Case) -> list[tuple[str, float]]:
+    times = case.times_ms
+    rows = []
+    for kind in ("fwd", "fwd+bwd"):
+        ours = times[f"xplstm {kind}"]
+        rows.append((f"xplstm {kind} / gemm floor", ours / times[f"gemm floor {kind}"]))
+        rows.append((f"xplstm {kind} / course loop", ours / times[f"course loop {kind}"]))
+        if f"torch {kind}" in times:
+            rows.append((f"xplstm {kind} / torch", ours / times[f"torch {kind}"]))
+    return rows
+
+
+def format_table(cases: list[Case], memory: dict[str, float] | None) -> str:
+    lines = []
+    for case in cases:
+        lines.append(case.label)
+        for name, value in case.times_ms.items():
+            lines.append(f"  {name:<22} {value:10.2f} ms")
+        for name, value in _ratio_rows(case):
+            lines.append(f"  {name:<30} {value:6.2f}x")
+    if memory is not None:
+        lines.append(
+            f"peak memory fwd+bwd (float64 n_x=64 n_a=256 m=32 T=400): "
+            f"{memory['peak_bytes'] / 2**20:.1f} MiB = {memory['ratio']:.2f}x the budget "
+            f"T*m*(6*n_a+n_x)*8 = {memory['budget_bytes'] / 2**20:.1f} MiB"
+        )
+    return "\n".join(lines)
+
+
+def plot(cases: list[Case], path: str) -> None:
+    """Bar chart of every peer's time per case, written to ``path`` (PNG, SVG, ...)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(cases), 1, figsize=(9, 3.2 * len(cases)), squeeze=False)
+    for axis, case in zip(axes[:, 0], cases, strict=True):
+        names = list(case.times_ms)
+        axis.barh(names, [case.times_ms[name] for name in names], color="tab:blue")
+        axis.set_xlabel("milliseconds (median)")
+        axis.set_title(case.label, fontsize=9)
+        axis.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _size(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--size must be four positive integers n_x,n_a,m,T, got {text!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="xplstm bench", description=__doc__)
+    parser.add_argument(
+        "--size",
+        type=_size,
+        action="append",
+        help="n_x,n_a,m,T (repeatable; default 128,256,64,100)",
+    )
+    parser.add_argument("--dtype", choices=["float32", "float64"], action="append")
+    parser.add_argument(
+        "--backend", choices=["numpy", "cupy"], action="append",
+        help="default: numpy, plus cupy when a GPU is usable",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (median)")
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds before each call")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS and torch threads")
+    parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE", help="also draw the times (PNG, SVG, ...)")
+    return parser
+
+
+def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
+    """Entry point of ``xplstm bench``; returns the exit status."""
+    args = args or build_parser().parse_args(argv)
+    if args.rounds < 1:
+        raise SystemExit("xplstm bench: error: --rounds must be at least 1")
+    sizes = args.size or [(128, 256, 64, 100)]
+    dtypes = args.dtype or ["float32", "float64"]
+    backends = args.backend or (["numpy", "cupy"] if _cupy_usable() else ["numpy"])
+    limits = _limit_threads(args.threads)
+    try:
+        cases = run(sizes, dtypes, backends, args.rounds, args.pause)
+        memory = None if args.no_memory else measure_memory()
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+    header = [
+        f"xplstm {__version__}, numpy {np.__version__}, python {platform.python_version()}",
+        f"BLAS: {_blas_description()}; threads={args.threads}",
+    ]
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        header.append(
+            f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} forces that kernel"
+        )
+    print("\n".join(header))
+    print(format_table(cases, memory))
+    if args.json:
+        report = {
+            "header": header,
+            "cases": [{**case.__dict__, "ratios": dict(_ratio_rows(case))} for case in cases],
+            "memory": memory,
+        }
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    if args.plot:
+        plot(cases, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,827 @@
+"""``xplstm.LSTM``: a stacked, optionally bidirectional LSTM layer shaped like ``torch.nn.LSTM``.
+
+The layer is an adapter over :mod:`xplstm.engine`: it checks and converts its inputs, moves
+``batch_first`` data to the engine's time-major layout, runs the engine once per layer and
+direction, and gathers the results into torch's shapes. Parameters carry torch's names and
+shapes, so ``model.load_state_dict({k: v.numpy() for k, v in torch_lstm.state_dict().items()})``
+reproduces a torch model.
+
+The reverse direction reverses each sequence within its length with one gather (step ``t`` of
+sequence ``b`` comes from step ``L_b - 1 - t`` while ``t < L_b`` and stays in place otherwise; the
+map is its own inverse), runs the engine forward with the same lengths, and reverses the outputs
+back. Stacked layers take the concatenated outputs of both directions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import operator
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import engine
+from .backend import asnumpy, device_name, is_cupy_array, require_cupy
+from .npz_io import load_npz, save_npz_atomic
+from .validation import FLOAT_DTYPES
+
+__all__ = ["LSTM"]
+
+_CHECKPOINT_FORMAT = "xplstm.LSTM"
+_CHECKPOINT_VERSION = 1
+_CONFIG_KEY = "xplstm_config"
+_CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_size(name: str, value: Any) -> int:
+    """A positive Python or NumPy integer (not a bool)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a positive int, got {type(value).__name__} {value!r}"
+        ) from None
+    if size < 1:
+        raise ValueError(f"{name} must be a positive int, got {size}")
+    return size
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise TypeError("dtype must be float32 or float64, got None")
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {resolved}")
+    return resolved
+
+
+def _resolve_device(device: Any) -> tuple[str, int | None, ModuleType]:
+    """``(canonical name, CUDA device index or None, array module)`` for a device string."""
+    if not isinstance(device, str):
+        raise TypeError(
+            f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', "
+            f"got {type(device).__name__} {device!r}"
+        )
+    if device == "cpu":
+        return "cpu", None, np
+    match = _CUDA_DEVICE.fullmatch(device)
+    if match is None:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    cupy = require_cupy()
+    count = cupy.cuda.runtime.getDeviceCount()
+    index = int(match.group(1)) if match.group(1) is not None else cupy.cuda.Device().id
+    if index >= count:
+        raise ValueError(f"device {device!r} does not exist: CUDA reports {count} device(s)")
+    return f"cuda:{index}", index, cupy
+
+
+def _generator(seed: Any) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(
+            f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__}"
+        )
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    return np.random.default_rng(seed)
+
+
+def _check_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
+    """Validated host lengths ``(m,)`` as int64, or ``None`` when absent or all equal to ``T``."""
+    if lengths is None:
+        return None
+    if is_cupy_array(lengths):
+        raise TypeError(
+            "lengths must be on the host (a list or a NumPy array of ints), got a CuPy array; "
+            "pass lengths.get()"
+        )
+    try:
+        array = np.asarray(lengths)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"lengths must be a list or 1-D array of ints, got {type(lengths).__name__}"
+        ) from error
+    if array.size and array.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {array.dtype}")
+    if array.shape != (batch,):
+        raise ValueError(
+            f"lengths must be 1-D with one entry per sequence (m={batch},), got shape {array.shape}"
+        )
+    outside = np.nonzero((array < 1) | (array > steps))[0]
+    if outside.size:
+        first = int(outside[0])
+        raise ValueError(
+            f"lengths must be in 1..T={steps}, got lengths[{first}] = {int(array[first])}"
+        )
+    if np.all(array == steps):
+        return None
+    return array.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- reversal and record
+
+
+class _Reversal:
+    """Reverse each sequence of a time-major ``(T, m, F)`` array within its length.
+
+    Without lengths this is ``array[::-1]``; with lengths, step ``t`` of sequence ``b`` comes
+    from step ``L_b - 1 - t`` for ``t < L_b`` and stays in place after. The map is its own
+    inverse, so the same object reverses inputs and un-reverses outputs. Results are fresh
+    C-contiguous arrays.
+    """
+
+    def __init__(self, lengths: np.ndarray | None, steps: int, batch: int, xp: ModuleType):
+        self.time_index = None
+        if lengths is not None:
+            step = np.arange(steps)[:, None]
+            source = np.where(step < lengths[None, :], lengths[None, :] - 1 - step, step)
+            self.time_index = xp.asarray(source)
+            self.batch_index = xp.arange(batch)[None, :]
+
+    def __call__(self, array: Any) -> Any:
+        if self.time_index is None:
+            return array[::-1].copy()
+        return array[self.time_index, self.batch_index]
+
+
+@dataclass
+class _ForwardRecord:
+    """What :meth:`LSTM.forward` keeps for :meth:`LSTM.backward`."""
+
+    saved: list[engine.LSTMSaved]  # one per (layer, direction), row order of h_n
+    reversal: _Reversal | None
+    output_shape: tuple[int, ...]
+    batch: int
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+class LSTM:
+    """A multi-layer LSTM over NumPy (CPU) or CuPy (GPU) arrays, shaped like ``torch.nn.LSTM``.
+
+    Each layer computes, per step and direction, with gates stacked in torch order (i, f, g, o)::
+
+        i, f, g, o = split(x_t @ W_ih.T + b_ih + h_{t-1} @ W_hh.T + b_hh)
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+        h_t = sigmoid(o) * tanh(c_t)
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step of the input, ``in``.
+    hidden_size : int
+        Features of the hidden and cell states, ``H``.
+    num_layers : int, default 1
+        Stacked layers; layer ``k > 0`` takes the ``D * H`` outputs of layer ``k - 1``.
+    bias : bool, default True
+        Learn ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (absent when False).
+    batch_first : bool, default False
+        Inputs and outputs are ``(m, T, features)`` instead of ``(T, m, features)``. States are
+        ``(num_layers * D, m, H)`` either way, as in torch.
+    bidirectional : bool, default False
+        Add a reverse direction (``D = 2``); its parameters carry the suffix ``_reverse``.
+    dtype : str or numpy dtype, default "float32"
+        ``float32`` or ``float64``: the type of the parameters, of every computation and of
+        every output. Inputs of other real types are converted to it.
+    device : str, default "cpu"
+        ``"cpu"`` (NumPy arrays) or ``"cuda"`` / ``"cuda:N"`` (CuPy arrays on that GPU).
+    seed : int or numpy.random.Generator, optional
+        Seeds the initialization: every parameter is drawn uniformly from
+        ``[-1/sqrt(H), 1/sqrt(H))``, as torch does, in float64 and then rounded to ``dtype`` (so
+        one seed gives the same model in both dtypes up to rounding).
+
+    Attributes
+    ----------
+    grads : dict of str to ndarray
+        Parameter gradients, same keys and shapes as :meth:`state_dict`, on the layer's device.
+        :meth:`backward` adds to them; :meth:`zero_grad` resets them to zero.
+
+    Notes
+    -----
+    Parameters are reachable as attributes (``model.weight_ih_l0``), through
+    :meth:`named_parameters` and :meth:`parameters`; these are the live arrays (update them in
+    place, e.g. ``p -= lr * model.grads[name]``). A :meth:`forward` keeps references to them for
+    its :meth:`backward`, so update them after the backward, not between the two.
+
+    Inputs (``x``, states, ``dy``, ``dstate``) must be NumPy arrays for a CPU layer and CuPy
+    arrays on the layer's GPU for a CUDA layer (anything else is a ``TypeError``: move data
+    explicitly). Lists are not accepted, except for ``lengths``, which always lives on the host.
+    Integer and other float inputs are converted to the layer's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, xplstm
+    >>> model = xplstm.LSTM(3, 5, num_layers=2, bidirectional=True, seed=0)
+    >>> x = np.ones((7, 4, 3), dtype=np.float32)  # (T, m, input_size)
+    >>> y, (h_n, c_n) = model(x, lengths=[7, 2, 5, 1])
+    >>> y.shape, h_n.shape
+    ((7, 4, 10), (4, 4, 5))
+    >>> dx, (dh0, dc0) = model.backward(np.ones_like(y))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        dtype: Any = "float32",
+        device: str = "cpu",
+        seed: Any = None,
+    ) -> None:
+        self._configure(
+            input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device
+        )
+        rng = _generator(seed)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with self._device_scope():
+            for name, shape in self._parameter_shapes().items():
+                values = rng.uniform(-bound, bound, size=shape)
+                self._parameters[name] = self._xp.asarray(values, dtype=self.dtype)
+        self.zero_grad()
+
+    def _configure(
+        self,
+        input_size: Any,
+        hidden_size: Any,
+        num_layers: Any,
+        bias: Any,
+        batch_first: Any,
+        bidirectional: Any,
+        dtype: Any,
+        device: Any,
+    ) -> None:
+        """Check and store the configuration; parameters and grads are left empty."""
+        self.input_size = _check_size("input_size", input_size)
+        self.hidden_size = _check_size("hidden_size", hidden_size)
+        self.num_layers = _check_size("num_layers", num_layers)
+        self.bias = _check_flag("bias", bias)
+        self.batch_first = _check_flag("batch_first", batch_first)
+        self.bidirectional = _check_flag("bidirectional", bidirectional)
+        self.dtype = _check_dtype(dtype)
+        self.device, self._device_index, self._xp = _resolve_device(device)
+        self._parameters: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self._record: _ForwardRecord | None = None
+
+    @classmethod
+    def _uninitialized(cls, config: Mapping[str, Any], device: str) -> LSTM:
+        """A layer with ``config`` whose parameters are allocated but not initialized."""
+        model = cls.__new__(cls)
+        model._configure(**config, device=device)
+        with model._device_scope():
+            for name, shape in model._parameter_shapes().items():
+                model._parameters[name] = model._xp.zeros(shape, dtype=model.dtype)
+        model.zero_grad()
+        return model
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "bidirectional": self.bidirectional,
+            "dtype": self.dtype.name,
+        }
+
+    # ----------------------------------------------------------------------- parameters
+
+    @property
+    def num_directions(self) -> int:
+        """``D``: 2 when bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def xp(self) -> ModuleType:
+        """The array module of the layer's device: ``numpy`` or ``cupy``."""
+        return self._xp
+
+    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
+        suffix = f"l{layer}" + ("_reverse" if direction == 1 else "")
+        return (
+            f"weight_ih_{suffix}",
+            f"weight_hh_{suffix}",
+            f"bias_ih_{suffix}",
+            f"bias_hh_{suffix}",
+        )
+
+    def _parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter names and shapes in torch's order."""
+        gates, hidden = 4 * self.hidden_size, self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            width = self.input_size if layer == 0 else hidden * self.num_directions
+            for direction in range(self.num_directions):
+                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                shapes[w_ih] = (gates, width)
+                shapes[w_hh] = (gates, hidden)
+                if self.bias:
+                    shapes[b_ih] = (gates,)
+                    shapes[b_hh] = (gates,)
+        return shapes
+
+    def __getattr__(self, name: str) -> Any:
+        parameters = self.__dict__.get("_parameters")
+        if parameters is not None and name in parameters:
+            return parameters[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_parameters", ()):
+            raise AttributeError(
+                f"cannot assign parameter {name!r}: update it in place "
+                f"(model.{name}[...] = value) or use load_state_dict"
+            )
+        super().__setattr__(name, value)
+
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        """``(name, array)`` for every parameter, in torch's order; the live arrays."""
+        return list(self._parameters.items())
+
+    def parameters(self) -> list[Any]:
+        """Every parameter array, in torch's order; the live arrays."""
+        return list(self._parameters.values())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Copies of the parameters, keyed and ordered as ``torch.nn.LSTM.state_dict()``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``weight_ih_l{k}[_reverse]`` ``(4H, in_k)``, ``weight_hh_l{k}[_reverse]`` ``(4H, H)``
+            and, with ``bias``, ``bias_ih_l{k}[_reverse]``, ``bias_hh_l{k}[_reverse]`` ``(4H,)``;
+            ``in_0 = input_size``, ``in_k = D * H`` for ``k > 0``. On the layer's device.
+        """
+        with self._device_scope():
+            return {name: array.copy() for name, array in self._parameters.items()}
+
+    def _import_array(self, name: str, value: Any) -> Any:
+        """Any array (NumPy, CuPy on any device, array-like) as a layer array; may not copy."""
+        if is_cupy_array(value):
+            if self._device_index is None or value.device.id != self._device_index:
+                value = value.get()
+        elif not isinstance(value, np.ndarray):
+            try:
+                value = np.asarray(value)
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise TypeError(
+                    f"{name} must be an array, got {type(value).__name__}: {error}"
+                ) from error
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"{name} has dtype {value.dtype}; expected real numbers")
+        with self._device_scope():
+            return self._xp.asarray(value, dtype=self.dtype)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Copy parameters in from ``state_dict``, converting them to the layer's dtype and device.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to array
+            Exactly the keys of :meth:`state_dict`, with the same shapes; values may be NumPy or
+            CuPy arrays (any device) or array-likes such as CPU torch tensors.
+
+        Raises
+        ------
+        TypeError
+            If ``state_dict`` is not a mapping or a value is not a real-number array.
+        KeyError
+            If a key is missing or unexpected (the message names it and the expected shape).
+        ValueError
+            If a value has the wrong shape (the message names the key and the expected shape).
+
+        Notes
+        -----
+        The parameters are updated in place (arrays from :meth:`parameters` stay valid) and only
+        once every entry has been checked: a failed load leaves the layer unchanged. A pending
+        :meth:`forward` is discarded (its :meth:`backward` would mix old and new weights).
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"state_dict must be a mapping of parameter names to arrays, "
+                f"got {type(state_dict).__name__}"
+            )
+        shapes = self._parameter_shapes()
+        unexpected = [key for key in state_dict if key not in shapes]
+        if unexpected:
+            raise KeyError(
+                f"state_dict has unexpected key(s) {unexpected}; this layer's parameters are "
+                f"{list(shapes)}"
+            )
+        for key, shape in shapes.items():
+            if key not in state_dict:
+                raise KeyError(
+                    f"state_dict is missing {key!r} (expected an array of shape {shape})"
+                )
+        incoming = {}
+        for key, shape in shapes.items():
+            value = self._import_array(f"state_dict[{key!r}]", state_dict[key])
+            if tuple(value.shape) != shape:
+                raise ValueError(
+                    f"state_dict[{key!r}] has shape {tuple(value.shape)} but {shape} was expected"
+                )
+            incoming[key] = value
+        with self._device_scope():
+            for key, value in incoming.items():
+                self._parameters[key][...] = value
+        self._record = None
+
+    def zero_grad(self) -> None:
+        """Set every entry of :attr:`grads` to zero (allocating them the first time)."""
+        with self._device_scope():
+            for name, array in self._parameters.items():
+                if name in self.grads:
+                    self.grads[name].fill(0)
+                else:
+                    self.grads[name] = self._xp.zeros_like(array)
+
+    # ----------------------------------------------------------------------- devices and files
+
+    def _device_scope(self) -> Any:
+        if self._device_index is None:
+            return contextlib.nullcontext()
+        return self._xp.cuda.Device(self._device_index)
+
+    def to(self, device: str) -> LSTM:
+        """A copy of the layer (parameters and grads) on ``device``.
+
+        Parameters
+        ----------
+        device : str
+            ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+        Returns
+        -------
+        LSTM
+            Always a new layer, even on the same device; it has no pending forward.
+        """
+        model = type(self)._uninitialized(self._config(), device)
+        model.load_state_dict(self._parameters)
+        with model._device_scope():
+            for name, gradient in self.grads.items():
+                model.grads[name][...] = model._import_array(name, gradient)
+        return model
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the configuration and parameters to an ``.npz`` file at exactly ``path``.
+
+        The file is written atomically (temporary file in the same directory, fsync, rename)
+        and holds no pickles: the configuration is a JSON string in a 0-d unicode array under
+        ``"xplstm_config"``, each parameter an array under its :meth:`state_dict` name. The
+        device and the gradients are not saved.
+        """
+        config = {"format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, **self._config()}
+        arrays: dict[str, Any] = {_CONFIG_KEY: np.array(json.dumps(config))}
+        for name, array in self._parameters.items():
+            arrays[name] = asnumpy(array)
+        save_npz_atomic(path, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> LSTM:
+        """Read a layer written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : str, default "cpu"
+            Where to put the parameters (``"cpu"``, ``"cuda"`` or ``"cuda:N"``).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is truncated, not an ``.npz`` archive, or not an ``xplstm.LSTM``
+            checkpoint (the message names ``path``).
+        """
+        _resolve_device(device)  # device errors are not file errors: raise them first
+        arrays = load_npz(path)
+        path = os.fspath(path)
+        config = _read_config(path, arrays.pop(_CONFIG_KEY, None))
+        try:
+            model = cls._uninitialized(config, device)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path} holds an invalid LSTM configuration: {error}") from error
+        try:
+            model.load_state_dict(arrays)
+        except (KeyError, TypeError, ValueError) as error:
+            message = error.args[0] if error.args else error
+            raise ValueError(
+                f"{path} does not hold the parameters its configuration describes: {message}"
+            ) from error
+        return model
+
+    # ----------------------------------------------------------------------- input checks
+
+    def _as_layer_array(self, name: str, value: Any, layout: str) -> Any:
+        """An input array on the layer's device, converted to the layer's dtype (may not copy)."""
+        on_gpu = is_cupy_array(value)
+        if not (on_gpu or isinstance(value, np.ndarray)):
+            kind = "numpy" if self._device_index is None else "cupy"
+            raise TypeError(
+                f"{name} must be a {kind} array of shape {layout} (the layer is on "
+                f"{self.device}), got {type(value).__name__}"
+            )
+        if on_gpu != (self._device_index is not None) or (
+            on_gpu and value.device.id != self._device_index
+        ):
+            raise TypeError(
+                f"{name} is on the {device_name(value)} but the layer is on {self.device}; "
+                f"move the data (xplstm.asnumpy / cupy.asarray) or the layer (.to(device))"
+            )
+        if value.dtype.kind not in "iuf":
+            raise TypeError(
+                f"{name} has dtype {value.dtype}; expected real numbers "
+                f"(converted to the layer's {self.dtype})"
+            )
+        return self._xp.asarray(value, dtype=self.dtype)
+
+    def _state_pair(self, name: str, pair: Any, members: tuple[str, str], batch: int) -> list:
+        """``[h, c]`` from a ``(h, c)`` pair, each ``(num_layers * D, m, H)`` or ``None``."""
+        if pair is None:
+            return [None, None]
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(
+                f"{name} must be a pair ({members[0]}, {members[1]}) or None, "
+                f"got {type(pair).__name__}"
+            )
+        expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        layout = "(num_layers * num_directions, m, hidden_size)"
+        checked = []
+        for position, (member, value) in enumerate(zip(members, pair, strict=True)):
+            label = f"{name}[{position}] ({member})"
+            if value is None:
+                checked.append(None)
+                continue
+            array = self._as_layer_array(label, value, layout)
+            if tuple(array.shape) != expected:
+                raise ValueError(
+                    f"{label} has shape {tuple(array.shape)} but {expected} {layout} was expected"
+                )
+            checked.append(array)
+        return checked
+
+    # ----------------------------------------------------------------------- forward and backward
+
+    def __call__(self, x: Any, state: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
+        """Same as :meth:`forward`."""
+        return self.forward(x, state, lengths=lengths)
+
+    def forward(self, x: Any, state: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
+        """Run the layer over a batch of sequences and keep what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        x : ndarray, (T, m, input_size), or (m, T, input_size) when ``batch_first``
+        state : pair (h0, c0), optional
+            Each ``(num_layers * D, m, H)`` or ``None`` (zeros); row ``k * D + d`` is layer
+            ``k``, direction ``d``.
+        lengths : list or 1-D array of int, (m,), optional
+            Valid steps per sequence, each in ``1..T``, in any order (host data). Same results
+            as torch's ``pack_padded_sequence(..., enforce_sorted=False)``, the LSTM, then
+            ``pad_packed_sequence(..., total_length=T)``.
+
+        Returns
+        -------
+        y : ndarray, (T, m, D * H), or (m, T, D * H) when ``batch_first``
+            Last layer's outputs, both directions concatenated (forward first); zero past each
+            length. A new array: editing it does not affect :meth:`backward`.
+        (h_n, c_n) : pair of ndarray, each (num_layers * D, m, H)
+            Final states, taken at each sequence's last valid step (for the reverse direction:
+            after it has run back to step 0).
+
+        Raises
+        ------
+        TypeError
+            An input that is not an array of the layer's device, or of non-real dtype.
+        ValueError
+            Misshapen inputs or lengths outside ``1..T``.
+        """
+        with self._device_scope():
+            return self._forward(x, state, lengths)
+
+    def _forward(self, x: Any, state: Any, lengths: Any) -> tuple[Any, Any]:
+        xp, hidden, directions = self._xp, self.hidden_size, self.num_directions
+        layout = "(m, T, input_size)" if self.batch_first else "(T, m, input_size)"
+        x = self._as_layer_array("x", x, layout)
+        if x.ndim != 3:
+            raise ValueError(f"x must be 3-D with shape {layout}, got shape {tuple(x.shape)}")
+        if x.shape[2] != self.input_size:
+            raise ValueError(
+                f"x has {x.shape[2]} features but the layer expects input_size="
+                f"{self.input_size} (got x of shape {tuple(x.shape)}, layout {layout})"
+            )
+        batch, steps = x.shape[:2] if self.batch_first else x.shape[1::-1]
+        if steps == 0 or batch == 0:
+            raise ValueError(f"x must have at least one step and one sequence, got {x.shape}")
+        h0, c0 = self._state_pair("state", state, ("h0", "c0"), batch)
+        lengths = _check_lengths(lengths, batch, steps)
+
+        time_major = x.transpose(1, 0, 2) if self.batch_first else x
+        if lengths is None:  # the engine keeps its input for backward: give it a private copy
+            layer_input = xp.array(time_major, order="C", copy=True)
+        else:  # the engine copies it itself (zeroing the padding)
+            layer_input = xp.ascontiguousarray(time_major)
+        reversal = _Reversal(lengths, steps, batch, xp) if self.bidirectional else None
+
+        rows = self.num_layers * directions
+        h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
+        c_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
+        saved = []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(directions):
+                row = layer * directions + direction
+                w_ih, w_hh, b_ih, b_hh = (
+                    self._parameters.get(name) for name in self._names(layer, direction)
+                )
+                sequence = layer_input if direction == 0 else reversal(layer_input)
+                h, h_last, c_last, kept = engine.lstm_forward(
+                    sequence,
+                    w_ih,
+                    w_hh,
+                    b_ih + b_hh if self.bias else None,
+                    None if h0 is None else h0[row].copy(),
+                    None if c0 is None else c0[row].copy(),
+                    lengths=lengths,
+                )
+                h_n[row] = h_last
+                c_n[row] = c_last
+                outputs.append(h if direction == 0 else reversal(h))
+                saved.append(kept)
+            layer_input = outputs[0] if directions == 1 else xp.concatenate(outputs, axis=2)
+
+        y = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
+        # With one direction y is the engine's own output buffer: hand out a copy.
+        y = xp.array(y, order="C", copy=True) if directions == 1 else xp.ascontiguousarray(y)
+        self._record = _ForwardRecord(saved, reversal, tuple(y.shape), batch)
+        return y, (h_n, c_n)
+
+    def backward(self, dy: Any, dstate: Any = None) -> tuple[Any, Any]:
+        """Backpropagate through the last :meth:`forward`; add parameter gradients to :attr:`grads`.
+
+        Parameters
+        ----------
+        dy : ndarray or None
+            Gradient with respect to ``y``, same shape as ``y``; ``None`` for zeros. Entries
+            past a sequence's length are ignored.
+        dstate : pair (dh_n, dc_n), optional
+            Gradients with respect to the final states, each ``(num_layers * D, m, H)`` or
+            ``None`` (zeros).
+
+        Returns
+        -------
+        dx : ndarray, same shape and layout as ``x``
+            Zero past each length.
+        (dh0, dc0) : pair of ndarray, each (num_layers * D, m, H)
+            Gradients with respect to the initial states (zero states included).
+
+        Raises
+        ------
+        RuntimeError
+            If no forward is pending: backward before any forward, a second backward for one
+            forward, or after :meth:`load_state_dict`.
+        TypeError, ValueError
+            As for :meth:`forward`; a misshapen ``dy`` is a ``ValueError``.
+
+        Notes
+        -----
+        Backward consumes the forward's saved activations (their buffers are reused in place).
+        """
+        with self._device_scope():
+            return self._backward(dy, dstate)
+
+    def _backward(self, dy: Any, dstate: Any) -> tuple[Any, Any]:
+        record = self._record
+        if record is None:
+            raise RuntimeError(
+                "backward() needs a pending forward(): none has run since the last backward() "
+                "(each forward supports one backward) or load_state_dict(), or none has run yet"
+            )
+        xp, hidden, directions = self._xp, self.hidden_size, self.num_directions
+        if dy is not None:
+            layout = "(m, T, D * hidden_size)" if self.batch_first else "(T, m, D * hidden_size)"
+            dy = self._as_layer_array("dy", dy, layout)
+            if tuple(dy.shape) != record.output_shape:
+                raise ValueError(
+                    f"dy has shape {tuple(dy.shape)} but {record.output_shape} {layout} "
+                    "(the shape of y) was expected"
+                )
+            if self.batch_first:
+                dy = xp.ascontiguousarray(dy.transpose(1, 0, 2))
+        dh_n, dc_n = self._state_pair("dstate", dstate, ("dh_n", "dc_n"), record.batch)
+        self._record = None  # consumed from here on, even if something below fails
+
+        rows = self.num_layers * directions
+        dh0 = xp.empty((rows, record.batch, hidden), dtype=self.dtype)
+        dc0 = xp.empty((rows, record.batch, hidden), dtype=self.dtype)
+        d_output = dy
+        for layer in range(self.num_layers - 1, -1, -1):
+            d_input = None
+            for direction in range(directions):
+                row = layer * directions + direction
+                d_part = d_output
+                if d_output is not None and directions == 2:
+                    d_part = d_output[:, :, direction * hidden : (direction + 1) * hidden]
+                    if direction == 1:
+                        d_part = record.reversal(d_part)
+                    else:
+                        d_part = xp.ascontiguousarray(d_part)
+                dx, dh_first, dc_first, dw_ih, dw_hh, dbias = engine.lstm_backward(
+                    d_part,
+                    None if dh_n is None else dh_n[row],
+                    None if dc_n is None else dc_n[row],
+                    record.saved[row],
+                )
+                record.saved[row] = None  # release the consumed activations early
+                if direction == 1:
+                    dx = record.reversal(dx)
+                if d_input is None:
+                    d_input = dx
+                else:
+                    d_input += dx
+                dh0[row] = dh_first
+                dc0[row] = dc_first
+                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                self.grads[w_ih] += dw_ih
+                self.grads[w_hh] += dw_hh
+                if self.bias:
+                    self.grads[b_ih] += dbias
+                    self.grads[b_hh] += dbias
+            d_output = d_input
+
+        dx = d_output.transpose(1, 0, 2) if self.batch_first else d_output
+        return xp.ascontiguousarray(dx), (dh0, dc0)
+
+    # ----------------------------------------------------------------------- display
+
+    def extra_repr(self) -> str:
+        """The arguments shown by ``repr``: sizes, then the settings that differ from defaults."""
+        parts = [f"{self.input_size}, {self.hidden_size}"]
+        if self.num_layers != 1:
+            parts.append(f"num_layers={self.num_layers}")
+        if not self.bias:
+            parts.append("bias=False")
+        if self.batch_first:
+            parts.append("batch_first=True")
+        if self.bidirectional:
+            parts.append("bidirectional=True")
+        if self.dtype != np.float32:
+            parts.append(f"dtype={self.dtype.name}")
+        if self.device != "cpu":
+            parts.append(f"device={self.device!r}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _read_config(path: str, stored: Any) -> dict[str, Any]:
+    """The constructor arguments stored in a checkpoint, or ``ValueError`` naming ``path``."""
+    foreign = f"{path} is not an xplstm.LSTM checkpoint"
+    if stored is None or stored.dtype.kind != "U" or stored.ndim != 0:
+        raise ValueError(f"{foreign} (no {_CONFIG_KEY!r} entry)")
+    try:
+        config = json.loads(str(stored[()]))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{foreign} (its {_CONFIG_KEY!r} is not JSON: {error})") from error
+    if not isinstance(config, dict) or config.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{foreign} (its {_CONFIG_KEY!r} does not name the format)")
+    if config.get("version") != _CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path} is an xplstm.LSTM checkpoint of version {config.get('version')!r}; "
+            f"this xplstm reads version {_CHECKPOINT_VERSION}"
+        )
+    keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional")
+    missing = [key for key in (*keys, "dtype") if key not in config]
+    if missing:
+        raise ValueError(f"{path} is an xplstm.LSTM checkpoint without {missing}")
+    return {key: config[key] for key in (*keys, "dtype")}
