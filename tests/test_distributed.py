@@ -1,0 +1,201 @@
+"""Data-parallel inference and training on a real Dask LocalCluster with two worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
+
+import xplstm  # noqa: E402
+from xplstm import distributed as xdist  # noqa: E402
+from xplstm.training.losses import mean_squared_error  # noqa: E402
+from xplstm.training.optim import Adam  # noqa: E402
+
+# The workers are separate processes: ship this module's helpers by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+STEPS, BATCH, INPUTS, HIDDEN = 6, 10, 3, 4
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster) as connected:
+        yield connected
+
+
+def relative_error(actual, expected):
+    return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-300))
+
+
+def problem(seed=0, bidirectional=True):
+    rng = np.random.default_rng(seed)
+    model = xplstm.LSTM(
+        INPUTS, HIDDEN, num_layers=2, bidirectional=bidirectional, dtype="float64", seed=seed
+    )
+    x = rng.standard_normal((STEPS, BATCH, INPUTS))
+    dy = rng.standard_normal((STEPS, BATCH, HIDDEN * model.num_directions))
+    lengths = rng.integers(1, STEPS + 1, size=BATCH)
+    return model, x, dy, lengths
+
+
+def test_forward_equals_single_process(client):
+    model, x, _, lengths = problem()
+    want_y, (want_h, want_c) = model(x, lengths=lengths)
+    chunked = da.from_array(x, chunks=(STEPS, 3, INPUTS))
+    y, (h_n, c_n) = xdist.forward(model, chunked, lengths=lengths, return_state=True)
+    y, h_n, c_n = client.compute([y, h_n, c_n], sync=True)
+    assert relative_error(y, want_y) < 1e-12
+    assert relative_error(h_n, want_h) < 1e-12
+    assert relative_error(c_n, want_c) < 1e-12
+
+
+def test_forward_rechunks_other_axes_with_a_warning(client):
+    model, x, _, _ = problem(bidirectional=False)
+    chunked = da.from_array(x, chunks=(2, 5, INPUTS))
+    with pytest.warns(UserWarning, match="rechunking"):
+        y = xdist.forward(model, chunked)
+    assert relative_error(y.compute(), model(x)[0]) < 1e-12
+
+
+def test_grads_equal_single_process_and_leave_model_grads_alone(client):
+    model, x, dy, lengths = problem(1)
+    model(x, lengths=lengths)
+    model.backward(dy)
+    want = {name: value.copy() for name, value in model.grads.items()}
+    model.zero_grad()
+    got = xdist.grads(
+        model,
+        da.from_array(x, chunks=(STEPS, 4, INPUTS)),
+        da.from_array(dy, chunks=(STEPS, 2, dy.shape[2])),
+        lengths=lengths,
+        client=client,
+    )
+    assert set(got) == set(want)
+    for name in want:
+        assert relative_error(got[name], want[name]) < 1e-12, name
+    assert all(not value.any() for value in model.grads.values())
+
+
+def _die_once(block, marker):
+    """Kill the worker process running this task the first time it runs anywhere."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as handle:
+            handle.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return block
+
+
+def test_a_worker_killed_during_grads_is_retried_and_exact(client, tmp_path):
+    model, x, dy, _ = problem(2, bidirectional=False)
+    model(x)
+    model.backward(dy)
+    want = {name: value.copy() for name, value in model.grads.items()}
+    marker = str(tmp_path / "killed")
+    chunked = da.from_array(x, chunks=(STEPS, 5, INPUTS))
+    # meta= keeps dask from calling _die_once here to infer the output type
+    dying = chunked.map_blocks(_die_once, marker=marker, meta=np.empty((0, 0, 0)))
+    got = xdist.grads(model, dying, da.from_array(dy, chunks=(STEPS, 5, HIDDEN)), client=client)
+    assert os.path.exists(marker), "no worker was killed"
+    for name in want:
+        assert relative_error(got[name], want[name]) < 1e-12, name
+
+
+def test_value_and_grads_weight_chunks_by_batch_share(client):
+    model, x, _, _ = problem(3, bidirectional=False)
+    targets = np.random.default_rng(3).standard_normal((STEPS, BATCH, HIDDEN))
+    y, _ = model(x)
+    want_value, dy = mean_squared_error(y, targets)
+    model.backward(dy)
+    value, got = xdist.value_and_grads(
+        model,
+        da.from_array(x, chunks=(STEPS, (3, 7), INPUTS)),
+        da.from_array(targets, chunks=(STEPS, 5, HIDDEN)),
+        mean_squared_error,
+        client=client,
+    )
+    assert abs(value - want_value) <= 1e-12 * abs(want_value)
+    for name, expected in model.grads.items():
+        assert relative_error(got[name], expected) < 1e-12, name
+
+
+def single_process_fit(model, x, targets, optimizer, epochs):
+    history = []
+    for _ in range(epochs):
+        model.zero_grad()
+        y, _ = model(x)
+        value, dy = mean_squared_error(y, targets)
+        model.backward(dy)
+        optimizer.step(model.grads)
+        history.append(value)
+    return history
+
+
+def test_fit_reduces_the_loss_and_matches_single_process(client, tmp_path):
+    model, x, _, _ = problem(4, bidirectional=False)
+    reference = xplstm.LSTM(INPUTS, HIDDEN, num_layers=2, dtype="float64")
+    reference.load_state_dict(model.state_dict())
+    targets = 0.5 * np.tanh(np.random.default_rng(4).standard_normal((STEPS, BATCH, HIDDEN)))
+    history = xdist.fit(
+        model,
+        da.from_array(x, chunks=(STEPS, 5, INPUTS)),
+        da.from_array(targets, chunks=(STEPS, 5, HIDDEN)),
+        loss=mean_squared_error,
+        optimizer=Adam(dict(model.named_parameters()), lr=0.02),
+        epochs=8,
+        client=client,
+        checkpoint_dir=tmp_path,
+    )
+    want = single_process_fit(
+        reference, x, targets, Adam(dict(reference.named_parameters()), lr=0.02), 8
+    )
+    assert history[-1] < 0.8 * history[0]
+    np.testing.assert_allclose(history, want, rtol=1e-10)
+    for name, value in reference.state_dict().items():
+        assert relative_error(model.state_dict()[name], value) < 1e-10, name
+    final = xplstm.LSTM.load(tmp_path / "final.npz")
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(final.state_dict()[name], value)
+
+
+def test_fit_resumes_bitwise(client, tmp_path):
+    def run(epochs, resume, model=None):
+        model = model or problem(5, bidirectional=False)[0]
+        x, targets = problem(5, bidirectional=False)[1], np.zeros((STEPS, BATCH, HIDDEN))
+        xdist.fit(
+            model,
+            da.from_array(x, chunks=(STEPS, 5, INPUTS)),
+            da.from_array(targets, chunks=(STEPS, 5, HIDDEN)),
+            loss=mean_squared_error,
+            optimizer=Adam(dict(model.named_parameters()), lr=0.05),
+            epochs=epochs,
+            client=client,
+            checkpoint_dir=tmp_path / ("resumed" if resume is not None else "straight"),
+            resume=bool(resume),
+        )
+        return model
+
+    straight = run(6, None)
+    run(3, False)  # interrupted after three epochs
+    resumed = run(6, True)
+    for name, value in straight.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], value)
+
+
+def test_bad_inputs_are_clear_errors():
+    model, x, dy, _ = problem(bidirectional=False)
+    with pytest.raises(TypeError, match="x must be a dask array"):
+        xdist.forward(model, x)
+    with pytest.raises(ValueError, match=r"x must have shape \(T, m, input_size=3\)"):
+        xdist.forward(model, da.zeros((2, 3, 5)))
+    with pytest.raises(ValueError, match="dy has 4 sequences along axis 1 but x has 10"):
+        xdist.grads(model, da.from_array(x), da.zeros((STEPS, 4, HIDDEN)))

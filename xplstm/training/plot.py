@@ -1,0 +1,62 @@
+"""A PNG of the training curves (matplotlib with the headless Agg backend)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["plot_history"]
+
+
+def plot_history(history: dict[str, list[float]], path: str | Path, title: str) -> Path:
+    """Draw the loss (left) and the accuracies (right) per epoch and save them as a PNG.
+
+    Parameters
+    ----------
+    history : dict of str to list of float
+        ``train_loss``, ``train_accuracy`` and ``test_accuracy`` per epoch (``nan`` entries of
+        ``test_accuracy`` are not drawn).
+    path : path
+        Where the PNG goes (written to a temporary file first, then renamed).
+    title : str
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    epochs = range(1, len(history["train_loss"]) + 1)
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    loss_axes.plot(epochs, history["train_loss"], marker="o", label="training loss")
+    loss_axes.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    loss_axes.legend()
+    accuracy_axes.plot(epochs, history["train_accuracy"], marker="o", label="training")
+    if not all(math.isnan(value) for value in history["test_accuracy"]):
+        accuracy_axes.plot(epochs, history["test_accuracy"], marker="s", label="test")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    accuracy_axes.legend(loc="lower right")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            figure.savefig(handle, format="png", dpi=110)
+        if os.name == "posix":  # mkstemp makes the file 0600; give it the usual mode
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(temporary, 0o666 & ~mask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
