@@ -1,0 +1,1 @@
+"""Helpers that exercise ``kernels/*.cuh`` without a GPU: a host build and a stand-in for CuPy."""
