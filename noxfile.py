@@ -19,11 +19,9 @@ LOWEST_NUMPY = "1.24"  # keep equal to the floor in pyproject.toml
 @nox.parametrize("numpy", [LOWEST_NUMPY, "latest"])
 def tests(session: nox.Session, numpy: str) -> None:
     """Run the CPU test suite, with the lowest supported and the latest NumPy."""
-    session.install("-e", ".[test]")
-    if numpy == "latest":
-        session.install("--upgrade", "numpy")
-    else:
-        session.install(f"numpy=={numpy}.*")
+    # One resolve, so SciPy, scikit-learn and matplotlib come in versions that fit this NumPy.
+    pin = "numpy" if numpy == "latest" else f"numpy=={numpy}.*"
+    session.install("--upgrade", "-e", ".[test]", pin)
     session.run("pytest", "-m", "not gpu", *session.posargs)
 
 
