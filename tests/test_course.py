@@ -339,15 +339,20 @@ def test_rnn_backward_finite_differences():
 # --------------------------------------------------------------------------- property tests
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    n_x=st.integers(1, 5),
-    n_a=st.integers(1, 6),
-    n_y=st.integers(1, 4),
-    m=st.integers(1, 5),
-    T_x=st.integers(1, 5),
-    seed=st.integers(0, 2**32 - 1),
-)
+def any_shape(test):
+    """Run ``test`` over random course shapes (every size from 1 upward) and seeds."""
+    shapes = given(
+        n_x=st.integers(1, 5),
+        n_a=st.integers(1, 6),
+        n_y=st.integers(1, 4),
+        m=st.integers(1, 5),
+        T_x=st.integers(1, 5),
+        seed=st.integers(0, 2**32 - 1),
+    )
+    return settings(max_examples=25, deadline=None)(shapes(test))
+
+
+@any_shape
 def test_lstm_agrees_with_the_reference_for_any_shape(n_x, n_a, n_y, m, T_x, seed):
     rng = np.random.default_rng(seed)
     x, a0, p = lstm_problem(rng, n_x, n_a, n_y, m, T_x)
@@ -364,15 +369,7 @@ def test_lstm_agrees_with_the_reference_for_any_shape(n_x, n_a, n_y, m, T_x, see
         assert_close(grads[key], want[key], np.float64, key)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    n_x=st.integers(1, 5),
-    n_a=st.integers(1, 6),
-    n_y=st.integers(1, 4),
-    m=st.integers(1, 5),
-    T_x=st.integers(1, 5),
-    seed=st.integers(0, 2**32 - 1),
-)
+@any_shape
 def test_rnn_agrees_with_the_reference_for_any_shape(n_x, n_a, n_y, m, T_x, seed):
     rng = np.random.default_rng(seed)
     x, a0, p = rnn_problem(rng, n_x, n_a, n_y, m, T_x)
