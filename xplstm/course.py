@@ -225,7 +225,7 @@ def _rnn_saved_from_caches(step_caches: list, x: Any, xp: Any) -> engine.RNNSave
     params = _rnn_parameters(parameters)
     h = xp.stack([_rows(cache[0], xp) for cache in step_caches])
     return engine.RNNSaved(
-        x=x,
+        x_ones=engine.with_ones(x),
         w_ih=params["Wax"],
         w_hh=params["Waa"],
         h0=_rows(a_first_prev, xp),
@@ -441,7 +441,7 @@ def _lstm_saved_from_caches(step_caches: list, x: Any, xp: Any) -> tuple[engine.
         ]
     )
     saved = engine.LSTMSaved(
-        x=x,
+        x_ones=engine.with_ones(x),
         w_ih=w_ih,
         w_hh=w_hh,
         h0=_rows(first[2], xp),

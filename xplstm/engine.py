@@ -25,18 +25,27 @@ import numpy as np
 from .backend import get_array_module
 from .pointwise import LSTMPointwise
 
-__all__ = ["LSTMSaved", "RNNSaved", "lstm_backward", "lstm_forward", "rnn_backward", "rnn_forward"]
+__all__ = [
+    "LSTMSaved",
+    "RNNSaved",
+    "lstm_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_forward",
+    "with_ones",
+]
 
 
 @dataclass
 class LSTMSaved:
     """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
 
-    ``gates`` ``(T, m, 4H)`` holds the activated gates and is overwritten by the backward pass
-    with the gate gradients; ``c`` and ``h`` are ``(T, m, H)``.
+    ``x_ones`` ``(T, m, n_in + 1)`` is the input with a column of ones appended (see
+    :func:`with_ones`); ``gates`` ``(T, m, 4H)`` holds the activated gates and is overwritten by
+    the backward pass with the gate gradients; ``c`` and ``h`` are ``(T, m, H)``.
     """
 
-    x: Any
+    x_ones: Any
     w_ih: Any
     w_hh: Any
     h0: Any
@@ -52,7 +61,7 @@ class LSTMSaved:
 class RNNSaved:
     """What :func:`rnn_forward` keeps for :func:`rnn_backward`; ``h`` is ``(T, m, H)``."""
 
-    x: Any
+    x_ones: Any
     w_ih: Any
     w_hh: Any
     h0: Any
@@ -65,8 +74,26 @@ def _valid_steps(lengths: np.ndarray, steps: int) -> np.ndarray:
     return np.arange(steps)[:, None] < lengths[None, :]
 
 
+def with_ones(x: Any, lengths: np.ndarray | None = None) -> Any:
+    """A copy of ``x`` ``(T, m, n_in)`` with a column of ones appended: ``(T, m, n_in + 1)``.
+
+    Against weights with the bias appended as a last column, the ones column adds the bias
+    inside the input-projection GEMM, and the same GEMM in backward yields the bias gradient,
+    so neither needs a pass of its own over ``(T, m, 4H)``. Steps past each length (when given)
+    are zero, ones column included.
+    """
+    xp = get_array_module(x)
+    steps, batch, n_in = x.shape
+    x_ones = xp.empty((steps, batch, n_in + 1), dtype=x.dtype)
+    x_ones[:, :, :n_in] = x
+    x_ones[:, :, n_in] = 1
+    if lengths is not None:
+        x_ones *= xp.asarray(_valid_steps(lengths, steps), dtype=x.dtype)[:, :, None]
+    return x_ones
+
+
 def _zero_padding(array: Any, lengths: np.ndarray | None, xp: Any) -> Any:
-    """A copy of ``array`` ``(T, m, n)`` with the steps past each length set to zero."""
+    """``array`` ``(T, m, n)``, or a copy with the steps past each length set to zero."""
     if lengths is None:
         return array
     valid = xp.asarray(_valid_steps(lengths, array.shape[0]))
@@ -81,18 +108,24 @@ def _at_last_step(sequence: Any, lengths: np.ndarray | None, xp: Any) -> Any:
     return sequence[xp.asarray(lengths - 1), batch]
 
 
-def _input_projection(x: Any, w_ih: Any, bias: Any, width: int, xp: Any) -> Any:
-    """``x @ w_ih.T + bias`` for all steps at once: ``(T, m, n_in) -> (T, m, width)``."""
-    steps, batch, n_in = x.shape
-    projected = xp.empty((steps, batch, width), dtype=x.dtype)
-    xp.matmul(x.reshape(steps * batch, n_in), w_ih.T, out=projected.reshape(steps * batch, width))
-    if bias is not None:
-        projected += bias
+def _input_projection(x_ones: Any, w_ih: Any, bias: Any, xp: Any) -> Any:
+    """``x @ w_ih.T + bias`` for all steps in one GEMM: ``(T, m, n_in + 1) -> (T, m, G)``."""
+    steps, batch, width = x_ones.shape
+    rows = w_ih.shape[0]
+    weight_and_bias = xp.empty((rows, width), dtype=w_ih.dtype)
+    weight_and_bias[:, :-1] = w_ih
+    weight_and_bias[:, -1] = 0 if bias is None else bias
+    projected = xp.empty((steps, batch, rows), dtype=x_ones.dtype)
+    xp.matmul(
+        x_ones.reshape(steps * batch, width),
+        weight_and_bias.T,
+        out=projected.reshape(steps * batch, rows),
+    )
     return projected
 
 
 def _weight_gradients(
-    dpre: Any, x: Any, h: Any, h0: Any, w_ih: Any, xp: Any
+    dpre: Any, x_ones: Any, h: Any, h0: Any, w_ih: Any, xp: Any
 ) -> tuple[Any, Any, Any, Any]:
     """Input, weight and bias gradients from the per-step pre-activation gradients.
 
@@ -100,9 +133,12 @@ def _weight_gradients(
     ``db (G,)``.
     """
     steps, batch, width = dpre.shape
+    n_in = x_ones.shape[2] - 1
     flat = dpre.reshape(steps * batch, width)
-    dx = xp.matmul(flat, w_ih).reshape(x.shape)
-    dw_ih = xp.matmul(flat.T, x.reshape(steps * batch, x.shape[2]))
+    dx = xp.matmul(flat, w_ih).reshape(steps, batch, n_in)
+    dw_ih_and_bias = xp.matmul(flat.T, x_ones.reshape(steps * batch, n_in + 1))
+    dw_ih = xp.ascontiguousarray(dw_ih_and_bias[:, :n_in])
+    db = dw_ih_and_bias[:, n_in].copy()
     hidden = h.shape[2]
     dw_hh = xp.matmul(dpre[0].T, h0)
     if steps > 1:
@@ -110,7 +146,6 @@ def _weight_gradients(
             dpre[1:].reshape((steps - 1) * batch, width).T,
             h[:-1].reshape((steps - 1) * batch, hidden),
         )
-    db = flat.sum(axis=0)
     return dx, dw_ih, dw_hh, db
 
 
@@ -174,19 +209,19 @@ def lstm_forward(
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     dtype = x.dtype
-    x = _zero_padding(x, lengths, xp)
+    x_ones = with_ones(x, lengths)
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
     pointwise = LSTMPointwise(xp, dtype, batch, hidden, fused)
     scale = pointwise.input_scale
     if scale is None:
-        gates = _input_projection(x, w_ih, bias, 4 * hidden, xp)
+        gates = _input_projection(x_ones, w_ih, bias, xp)
         w_hh_t = w_hh.T
     else:
         # Fold the twin's exact 0.5 scaling of the sigmoid gates into the weights, once.
         gates = _input_projection(
-            x, w_ih * scale[:, None], None if bias is None else bias * scale, 4 * hidden, xp
+            x_ones, w_ih * scale[:, None], None if bias is None else bias * scale, xp
         )
         w_hh_t = (w_hh * scale[:, None]).T
     c = xp.empty((steps, batch, hidden), dtype=dtype)
@@ -204,7 +239,7 @@ def lstm_forward(
     if lengths is not None:
         # Safe in place: backward never reads h past a length (the gate gradients there are zero).
         h *= xp.asarray(_valid_steps(lengths, steps), dtype=dtype)[:, :, None]
-    saved = LSTMSaved(x, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused)
+    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused)
     return h, h_n, c_n, saved
 
 
@@ -257,7 +292,9 @@ def lstm_backward(
         pointwise.backward(dy[t], dh, dc, gates[t], c_prev, c[t])
         xp.matmul(gates[t], w_hh, out=dh)
 
-    dx, dw_ih, dw_hh, dbias = _weight_gradients(gates, saved.x, saved.h, saved.h0, saved.w_ih, xp)
+    dx, dw_ih, dw_hh, dbias = _weight_gradients(
+        gates, saved.x_ones, saved.h, saved.h0, saved.w_ih, xp
+    )
     return dx, dh, dc, dw_ih, dw_hh, dbias
 
 
@@ -290,9 +327,9 @@ def rnn_forward(
     xp = get_array_module(x, w_ih, w_hh, bias, h0)
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
-    x = _zero_padding(x, lengths, xp)
+    x_ones = with_ones(x, lengths)
     h0 = _zeros_or(h0, (batch, hidden), x.dtype, xp)
-    h = _input_projection(x, w_ih, bias, hidden, xp)
+    h = _input_projection(x_ones, w_ih, bias, xp)
     recurrent = xp.empty((batch, hidden), dtype=x.dtype)
     w_hh_t = w_hh.T
     h_prev = h0
@@ -304,7 +341,7 @@ def rnn_forward(
     h_n = _at_last_step(h, lengths, xp)
     if lengths is not None:
         h *= xp.asarray(_valid_steps(lengths, steps), dtype=x.dtype)[:, :, None]
-    return h, h_n, RNNSaved(x, w_ih, w_hh, h0, h, lengths)
+    return h, h_n, RNNSaved(x_ones, w_ih, w_hh, h0, h, lengths)
 
 
 def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, Any, Any]:
@@ -343,5 +380,5 @@ def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, An
         dh += dy[t]
         dpre[t] *= dh
         xp.matmul(dpre[t], saved.w_hh, out=dh)
-    dx, dw_ih, dw_hh, dbias = _weight_gradients(dpre, saved.x, h, saved.h0, saved.w_ih, xp)
+    dx, dw_ih, dw_hh, dbias = _weight_gradients(dpre, saved.x_ones, h, saved.h0, saved.w_ih, xp)
     return dx, dh, dw_ih, dw_hh, dbias

@@ -646,10 +646,7 @@ class LSTM:
         lengths = _check_lengths(lengths, batch, steps)
 
         time_major = x.transpose(1, 0, 2) if self.batch_first else x
-        if lengths is None:  # the engine keeps its input for backward: give it a private copy
-            layer_input = xp.array(time_major, order="C", copy=True)
-        else:  # the engine copies it itself (zeroing the padding)
-            layer_input = xp.ascontiguousarray(time_major)
+        layer_input = time_major  # the engine keeps its own copy (with_ones) for backward
         reversal = _Reversal(lengths, steps, batch, xp) if self.bidirectional else None
 
         rows = self.num_layers * directions
