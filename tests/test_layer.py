@@ -787,3 +787,23 @@ def test_error_table(call, error, fragment):
         call()
     message = info.value.args[0] if error is KeyError else str(info.value)
     assert fragment in message
+
+
+def test_reused_forward_buffers_do_not_leak_between_calls():
+    # The layer reuses its forward buffers: a second forward (same shape) must give exactly
+    # what a fresh layer gives, and backward must use the latest forward only.
+    rng = np.random.default_rng(21)
+    model = LSTM(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=21)
+    fresh = LSTM(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=21)
+    first, second = rng.standard_normal((2, 5, 6, 3))
+    dy = rng.standard_normal((5, 6, 8))
+    model(first, lengths=[5, 1, 3, 5, 2, 4])
+    y, (h_n, c_n) = model(second)
+    dx, (dh0, dc0) = model.backward(dy)
+    want_y, (want_h, want_c) = fresh(second)
+    want_dx, (want_dh0, want_dc0) = fresh.backward(dy)
+    for got, want in ((y, want_y), (h_n, want_h), (c_n, want_c), (dx, want_dx),
+                      (dh0, want_dh0), (dc0, want_dc0)):  # fmt: skip
+        np.testing.assert_array_equal(got, want)
+    for name, value in fresh.grads.items():
+        np.testing.assert_array_equal(model.grads[name], value)

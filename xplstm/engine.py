@@ -24,6 +24,7 @@ import numpy as np
 
 from .backend import get_array_module
 from .pointwise import LSTMPointwise
+from .workspace import Workspace, allocate
 
 __all__ = [
     "LSTMSaved",
@@ -74,7 +75,7 @@ def _valid_steps(lengths: np.ndarray, steps: int) -> np.ndarray:
     return np.arange(steps)[:, None] < lengths[None, :]
 
 
-def with_ones(x: Any, lengths: np.ndarray | None = None) -> Any:
+def with_ones(x: Any, lengths: np.ndarray | None = None, workspace: Workspace | None = None) -> Any:
     """A copy of ``x`` ``(T, m, n_in)`` with a column of ones appended: ``(T, m, n_in + 1)``.
 
     Against weights with the bias appended as a last column, the ones column adds the bias
@@ -84,7 +85,7 @@ def with_ones(x: Any, lengths: np.ndarray | None = None) -> Any:
     """
     xp = get_array_module(x)
     steps, batch, n_in = x.shape
-    x_ones = xp.empty((steps, batch, n_in + 1), dtype=x.dtype)
+    x_ones = allocate(workspace, "x_ones", (steps, batch, n_in + 1), x.dtype, xp)
     x_ones[:, :, :n_in] = x
     x_ones[:, :, n_in] = 1
     if lengths is not None:
@@ -108,14 +109,16 @@ def _at_last_step(sequence: Any, lengths: np.ndarray | None, xp: Any) -> Any:
     return sequence[xp.asarray(lengths - 1), batch]
 
 
-def _input_projection(x_ones: Any, w_ih: Any, bias: Any, xp: Any) -> Any:
+def _input_projection(
+    x_ones: Any, w_ih: Any, bias: Any, xp: Any, workspace: Workspace | None = None
+) -> Any:
     """``x @ w_ih.T + bias`` for all steps in one GEMM: ``(T, m, n_in + 1) -> (T, m, G)``."""
     steps, batch, width = x_ones.shape
     rows = w_ih.shape[0]
     weight_and_bias = xp.empty((rows, width), dtype=w_ih.dtype)
     weight_and_bias[:, :-1] = w_ih
     weight_and_bias[:, -1] = 0 if bias is None else bias
-    projected = xp.empty((steps, batch, rows), dtype=x_ones.dtype)
+    projected = allocate(workspace, "projected", (steps, batch, rows), x_ones.dtype, xp)
     xp.matmul(
         x_ones.reshape(steps * batch, width),
         weight_and_bias.T,
@@ -178,6 +181,7 @@ def lstm_forward(
     *,
     lengths: np.ndarray | None = None,
     fused: bool | None = None,
+    workspace: Workspace | None = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -195,6 +199,9 @@ def lstm_forward(
     fused : bool, optional
         CuPy only: fused CUDA kernels or separate ufuncs
         (see :func:`xplstm.pointwise.fused_enabled`).
+    workspace : Workspace, optional
+        Take the large buffers from here (the caller must not reuse it while ``saved`` is
+        still needed); new arrays when ``None``.
 
     Returns
     -------
@@ -209,24 +216,24 @@ def lstm_forward(
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     dtype = x.dtype
-    x_ones = with_ones(x, lengths)
+    x_ones = with_ones(x, lengths, workspace)
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
     pointwise = LSTMPointwise(xp, dtype, batch, hidden, fused)
     scale = pointwise.input_scale
     if scale is None:
-        gates = _input_projection(x_ones, w_ih, bias, xp)
+        gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
         w_hh_t = w_hh.T
     else:
         # Fold the twin's exact 0.5 scaling of the sigmoid gates into the weights, once.
         gates = _input_projection(
-            x_ones, w_ih * scale[:, None], None if bias is None else bias * scale, xp
+            x_ones, w_ih * scale[:, None], None if bias is None else bias * scale, xp, workspace
         )
         w_hh_t = (w_hh * scale[:, None]).T
-    c = xp.empty((steps, batch, hidden), dtype=dtype)
-    h = xp.empty((steps, batch, hidden), dtype=dtype)
-    recurrent = xp.empty((batch, 4 * hidden), dtype=dtype)
+    c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
+    h = allocate(workspace, "h", (steps, batch, hidden), dtype, xp)
+    recurrent = allocate(workspace, "recurrent", (batch, 4 * hidden), dtype, xp)
     prescaled = scale is not None
     h_prev, c_prev = h0, c0
     for t in range(steps):

@@ -31,6 +31,7 @@ from . import engine
 from .backend import asnumpy, device_name, is_cupy_array, require_cupy
 from .npz_io import load_npz, save_npz_atomic
 from .validation import FLOAT_DTYPES
+from .workspace import Workspace
 
 __all__ = ["LSTM"]
 
@@ -289,6 +290,8 @@ class LSTM:
         self._parameters: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self._record: _ForwardRecord | None = None
+        # One per (layer, direction): the engine's large forward buffers, reused every forward.
+        self._workspaces: dict[int, Workspace] = {}
 
     @classmethod
     def _uninitialized(cls, config: Mapping[str, Any], device: str) -> LSTM:
@@ -652,6 +655,7 @@ class LSTM:
         rows = self.num_layers * directions
         h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
         c_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
+        self._record = None  # its buffers are about to be reused
         saved = []
         for layer in range(self.num_layers):
             outputs = []
@@ -669,6 +673,7 @@ class LSTM:
                     None if h0 is None else h0[row].copy(),
                     None if c0 is None else c0[row].copy(),
                     lengths=lengths,
+                    workspace=self._workspaces.setdefault(row, Workspace()),
                 )
                 h_n[row] = h_last
                 c_n[row] = c_last
