@@ -296,6 +296,14 @@ def _blas_description() -> str:
     return "; ".join(pools) or "none found"
 
 
+def _torch_version() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "torch not installed"
+    return f"torch {torch.__version__}"
+
+
 def _limit_threads(threads: int) -> Any:
     try:
         import torch
@@ -437,7 +445,9 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
         if limits is not None:
             limits.restore_original_limits()
     header = [
-        f"xplstm {__version__}, numpy {np.__version__}, python {platform.python_version()}",
+        f"xplstm {__version__}, numpy {np.__version__}, {_torch_version()}, "
+        f"python {platform.python_version()}, {platform.machine()} with {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"BLAS: {_blas_description()}; threads={args.threads}",
     ]
     if os.environ.get("OPENBLAS_CORETYPE"):
