@@ -471,3 +471,20 @@ def test_lstm_forward_and_backward_match_torch():
         np.testing.assert_allclose(
             grads[f"db{gate}"][:, 0], lstm.bias_ih_l0.grad.numpy()[rows], atol=1e-12
         )
+
+
+def test_editing_returned_arrays_leaves_the_caches_intact():
+    rng = np.random.default_rng(15)
+    x, a0, p = lstm_problem(rng)
+    da = rng.standard_normal((5, 4, 6))
+    a, _, c, caches = xplstm.lstm_forward(x, a0, p)
+    want = xplstm.lstm_backward(da, caches)
+    a *= 0
+    c += 1
+    for key, value in xplstm.lstm_backward(da, caches).items():
+        np.testing.assert_array_equal(value, want[key])
+    a, _, rnn_caches = xplstm.rnn_forward(x, a0, ref.random_rnn_parameters(rng, 3, 5, 2))
+    want = xplstm.rnn_backward(da, rnn_caches)
+    a *= 0
+    for key, value in xplstm.rnn_backward(da, rnn_caches).items():
+        np.testing.assert_array_equal(value, want[key])

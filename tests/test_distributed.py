@@ -197,5 +197,18 @@ def test_bad_inputs_are_clear_errors():
         xdist.forward(model, x)
     with pytest.raises(ValueError, match=r"x must have shape \(T, m, input_size=3\)"):
         xdist.forward(model, da.zeros((2, 3, 5)))
-    with pytest.raises(ValueError, match="dy has 4 sequences along axis 1 but x has 10"):
+    with pytest.raises(ValueError, match=r"dy must be a dask array of shape \(6, 10, 4\)"):
         xdist.grads(model, da.from_array(x), da.zeros((STEPS, 4, HIDDEN)))
+    with pytest.raises(ValueError, match=r"lengths\[5\] = 9"):
+        xdist.forward(model, da.from_array(x, chunks=(STEPS, 4, INPUTS)), lengths=[5] * 5 + [9] * 5)
+    with pytest.raises(ValueError, match="epochs must be a non-negative int"):
+        xdist.fit(model, da.from_array(x), da.from_array(dy), loss=mean_squared_error,
+                  optimizer=None, epochs=True)  # fmt: skip
+
+
+def test_lazy_forward_uses_the_parameters_at_call_time(client):
+    model, x, _, _ = problem(6, bidirectional=False)
+    want, _ = model(x)
+    y = xdist.forward(model, da.from_array(x, chunks=(STEPS, 5, INPUTS)))
+    model.weight_ih_l0[...] += 1.0  # after the call, before the compute
+    np.testing.assert_array_equal(y.compute(), want)

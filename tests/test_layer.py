@@ -807,3 +807,46 @@ def test_reused_forward_buffers_do_not_leak_between_calls():
         np.testing.assert_array_equal(got, want)
     for name, value in fresh.grads.items():
         np.testing.assert_array_equal(model.grads[name], value)
+
+
+def test_nan_in_the_padding_is_never_read():
+    # Like torch's packed sequences: what lies past a length does not matter, even NaN.
+    rng = np.random.default_rng(22)
+    model = LSTM(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=22)
+    x = rng.standard_normal((5, 3, 3))
+    dy = rng.standard_normal((5, 3, 8))
+    lengths = [5, 2, 3]
+    clean_y, _ = model(x * (np.arange(5)[:, None] < np.array(lengths))[:, :, None], lengths=lengths)
+    clean_dx, _ = model.backward(dy)
+    clean_grads = {name: value.copy() for name, value in model.grads.items()}
+    model.zero_grad()
+    x[2:, 1] = np.nan
+    x[3:, 2] = np.inf
+    y, _ = model(x, lengths=lengths)
+    dx, _ = model.backward(dy)
+    np.testing.assert_array_equal(y, clean_y)
+    np.testing.assert_array_equal(dx, clean_dx)
+    for name, value in clean_grads.items():
+        np.testing.assert_array_equal(model.grads[name], value)
+
+
+def test_damaged_checkpoints_are_value_errors_naming_the_path(tmp_path):
+    path = tmp_path / "model.npz"
+    LSTM(3, 4, seed=0).save(path)
+    original = path.read_bytes()
+    rng = np.random.default_rng(0)
+    damaged = tmp_path / "damaged.npz"
+    for trial in range(60):
+        data = bytearray(original)
+        if trial % 2:
+            data = data[: int(rng.integers(0, len(data)))]  # truncated
+        else:
+            for position in rng.integers(0, len(data), size=4):  # bytes flipped
+                data[position] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+        try:
+            LSTM.load(damaged)
+        except ValueError as error:
+            assert str(damaged) in str(error)
+        except KeyError:
+            pass  # flipped bytes inside a member name: reported as the missing parameter

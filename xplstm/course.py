@@ -43,6 +43,13 @@ LSTM_GATES = ("i", "f", "c", "o")  # torch's stacking order (i, f, g, o); the co
 # ----------------------------------------------------------------------------- validation helpers
 
 
+def _check_not_empty(name: str, array: Any, layout: str) -> None:
+    if 0 in array.shape:
+        raise ValueError(
+            f"{name} has shape {tuple(array.shape)}: every dimension of {layout} must be at least 1"
+        )
+
+
 def _check_features(name: str, array: Any, expected: int, symbol: str) -> None:
     if array.shape[0] != expected:
         raise ValueError(
@@ -148,6 +155,7 @@ def _rows(array: Any, xp: Any) -> Any:
 def _check_rnn_inputs(x: Any, x_name: str, a_prev: Any, a_name: str, parameters: Any, ndim: int):
     layout = "(n_x, m)" if ndim == 2 else "(n_x, m, T_x)"
     check_array(x_name, x, ndim, layout)
+    _check_not_empty(x_name, x, layout)
     check_array(a_name, a_prev, 2, "(n_a, m)")
     params = _rnn_parameters(parameters)
     xp = check_same_backend_and_dtype({x_name: x, a_name: a_prev, **_named(params)})
@@ -213,9 +221,9 @@ def rnn_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
     )
     a = _course_layout(h, xp)
     y_pred = _output_layer(h, params["Wya"], params["by"], xp)
-    steps = x.shape[2]
+    # The caches view the engine's own buffers, so editing the returned a cannot change them.
     step_caches = [
-        (a[:, :, t], a0 if t == 0 else a[:, :, t - 1], x[:, :, t], parameters) for t in range(steps)
+        (h[t].T, a0 if t == 0 else h[t - 1].T, x[:, :, t], parameters) for t in range(x.shape[2])
     ]
     return a, y_pred, (step_caches, x)
 
@@ -337,6 +345,7 @@ def _check_lstm_inputs(
 ):
     layout = "(n_x, m)" if ndim == 2 else "(n_x, m, T_x)"
     check_array(x_name, x, ndim, layout)
+    _check_not_empty(x_name, x, layout)
     check_array(a_name, a_prev, 2, "(n_a, m)")
     if c_prev is not None:
         check_array("c_prev", c_prev, 2, "(n_a, m)")
@@ -384,6 +393,7 @@ def lstm_cell_forward(
     cache : tuple
         ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
     """
+    check_array("c_prev", c_prev, 2, "(n_a, m)")
     params, xp, n_a = _check_lstm_inputs(xt, "xt", a_prev, "a_prev", c_prev, parameters, 2)
     w_ih, w_hh, bias = _lstm_engine_weights(params, n_a, xp)
     h, _, _, saved = engine.lstm_forward(
@@ -420,11 +430,12 @@ def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, t
     a, c = _course_layout(h, xp), _course_layout(saved.c, xp)
     y = _output_layer(h, params["Wy"], params["by"], xp)
     c0 = xp.zeros_like(a0)
+    # The caches view the engine's own buffers, so editing the returned a or c cannot change them.
     step_caches = []
     for t in range(x.shape[2]):
-        a_prev, c_prev = (a0, c0) if t == 0 else (a[:, :, t - 1], c[:, :, t - 1])
+        a_prev, c_prev = (a0, c0) if t == 0 else (h[t - 1].T, saved.c[t - 1].T)
         gates = _gate_views(saved.gates[t], n_a)
-        step_caches.append((a[:, :, t], c[:, :, t], a_prev, c_prev, *gates, x[:, :, t], parameters))
+        step_caches.append((h[t].T, saved.c[t].T, a_prev, c_prev, *gates, x[:, :, t], parameters))
     return a, y, c, (step_caches, x)
 
 

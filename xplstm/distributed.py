@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .backend import asnumpy, is_cupy_array
-from .layer import LSTM
+from .layer import LSTM, _check_lengths
 
 try:
     import dask
@@ -42,7 +42,9 @@ def _payload(model: LSTM) -> dict[str, Any]:
     """What a worker needs to rebuild ``model``: its configuration and NumPy parameters."""
     config = {name: getattr(model, name) for name in _CONFIG_FIELDS}
     config["dtype"] = model.dtype.name
-    return {"config": config, "state": {k: asnumpy(v) for k, v in model.named_parameters()}}
+    # Copies: the lazy graph must hold the parameters as they are now, not the live arrays.
+    state = {name: np.array(asnumpy(value), copy=True) for name, value in model.named_parameters()}
+    return {"config": config, "state": state}
 
 
 def _rebuild(payload: Mapping[str, Any], like: Any) -> LSTM:
@@ -92,6 +94,11 @@ def _check_sequences(model: LSTM, x: Any) -> Any:
         )
     if is_cupy_array(x._meta) and model.device == "cpu":
         raise TypeError("x has CuPy chunks but the model is on the CPU: use model.to('cuda')")
+    if not is_cupy_array(x._meta) and model.device != "cpu":
+        raise TypeError(
+            f"x has NumPy chunks but the model is on {model.device}: pass CuPy chunks "
+            "(x.map_blocks(cupy.asarray)) or use model.to('cpu')"
+        )
     return _batch_chunked("x", x, batch_axis=1)
 
 
@@ -107,11 +114,9 @@ def _aligned(name: str, array: Any, x: Any, batch_axis: int) -> Any:
 
 
 def _chunk_lengths(lengths: Any, x: Any) -> list[np.ndarray | None]:
+    lengths = _check_lengths(lengths, x.shape[1], x.shape[0])  # before any chunk runs
     if lengths is None:
         return [None] * len(x.chunks[1])
-    lengths = np.asarray(lengths)
-    if lengths.shape != (x.shape[1],):
-        raise ValueError(f"lengths must have shape ({x.shape[1]},), got {lengths.shape}")
     bounds = np.cumsum((0, *x.chunks[1]))
     return [lengths[start:stop] for start, stop in itertools.pairwise(bounds)]
 
@@ -253,6 +258,12 @@ def grads(
         Same keys and shapes as ``model.grads``.
     """
     x = _check_sequences(model, x)
+    expected = (x.shape[0], x.shape[1], model.hidden_size * model.num_directions)
+    if not isinstance(dy, da.Array) or tuple(dy.shape) != expected:
+        raise ValueError(
+            f"dy must be a dask array of shape {expected} (T, m, D * hidden_size) like y, got "
+            f"{type(dy).__name__} of shape {tuple(getattr(dy, 'shape', ()))}"
+        )
     dy = _aligned("dy", dy, x, batch_axis=1)
     shipped = _ship(_payload(model))
     parts = [
@@ -362,7 +373,7 @@ def fit(
     """
     from .training.checkpoint import read_checkpoint, write_checkpoint
 
-    if not isinstance(epochs, int) or epochs < 0:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     directory = None if checkpoint_dir is None else Path(checkpoint_dir)
     if resume and directory is None:

@@ -89,7 +89,8 @@ def with_ones(x: Any, lengths: np.ndarray | None = None, workspace: Workspace | 
     x_ones[:, :, :n_in] = x
     x_ones[:, :, n_in] = 1
     if lengths is not None:
-        x_ones *= xp.asarray(_valid_steps(lengths, steps), dtype=x.dtype)[:, :, None]
+        # Assign, not multiply: padding may hold NaN or inf, and NaN * 0 is NaN.
+        x_ones[xp.asarray(~_valid_steps(lengths, steps))] = 0
     return x_ones
 
 

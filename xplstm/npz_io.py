@@ -10,6 +10,7 @@ complete new one, never a half-written file. The archive lands at exactly the pa
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -22,14 +23,29 @@ from .backend import asnumpy
 
 __all__ = ["load_npz", "save_npz_atomic"]
 
-# What a damaged, truncated or non-.npz file makes NumPy or zipfile raise while reading.
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, EOFError)
+# What a damaged, truncated or non-.npz file makes NumPy or zipfile raise while parsing: a
+# corrupt central directory can also surface as a failed seek (OSError), an unsupported zip
+# "version" or "encryption" (NotImplementedError) or a short header (struct.error).
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    ValueError,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    struct.error,
+)
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: os.umask can only be read by setting it, which would briefly change it
+# for every thread of the process on each save.
+_UMASK = _read_umask()
 
 
 def _fsync_directory(directory: str) -> None:
@@ -94,7 +110,7 @@ def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, Any], *, compr
             handle.flush()
             os.fsync(handle.fileno())
         if os.name == "posix":  # mkstemp makes the file 0600; give it the usual mode
-            os.chmod(temporary, 0o666 & ~_current_umask())
+            os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -126,8 +142,13 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         the message names ``path``.
     """
     path = os.fspath(path)
+    with open(path, "rb") as handle:  # a missing file or a folder raises as itself
+        return _parse_npz(handle, path)
+
+
+def _parse_npz(handle: Any, path: str) -> dict[str, np.ndarray]:
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(handle, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise ValueError("it holds a single .npy array, not an .npz archive")
         with loaded:
