@@ -53,7 +53,7 @@ def tests_gpu(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Quick asv pass over benchmarks/ against the current environment."""
+    """Quick asv pass over benchmarks/suites against the current environment."""
     session.install("-e", ".[bench]")
     config = "benchmarks/asv.conf.json"
     session.run("asv", "machine", "--yes", "--config", config)

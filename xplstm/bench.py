@@ -431,9 +431,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
     """Entry point of ``xplstm bench``; returns the exit status."""
-    args = args or build_parser().parse_args(argv)
-    if args.rounds < 1:
-        raise SystemExit("xplstm bench: error: --rounds must be at least 1")
+    parser = build_parser()
+    args = args or parser.parse_args(argv)
+    for option, value in (("--rounds", args.rounds), ("--threads", args.threads)):
+        if value < 1:
+            parser.error(f"{option} must be at least 1, got {value}")
+    if args.pause < 0:
+        parser.error(f"--pause must be >= 0, got {args.pause}")
     sizes = args.size or [(128, 256, 64, 100)]
     dtypes = args.dtype or ["float32", "float64"]
     backends = args.backend or (["numpy", "cupy"] if _cupy_usable() else ["numpy"])

@@ -142,8 +142,9 @@ def _add_train(commands: Any) -> None:
         "--checkpoint-every",
         metavar="N",
         type=COUNT,
-        default=0,
-        help="also checkpoint every N steps (default: 0, only after each epoch)",
+        default=500,
+        help="also checkpoint every N steps, for long epochs (default: 500; 0: only after "
+        "each epoch)",
     )
     train.add_argument(
         "--resume", action="store_true", help="continue from DIR/last.npz if it exists"
@@ -285,7 +286,8 @@ def _run_train(args: argparse.Namespace) -> int:
     }
     if args.text is not None:
         settings.setdefault("task", "text")
-        settings["text_path"] = str(args.text)
+        # Absolute, so --resume works from any working directory.
+        settings["text_path"] = str(Path(args.text).resolve())
     if settings.get("task") == "text" and "text_path" not in settings and not args.resume:
         raise CommandError("--task text needs --text FILE (a UTF-8 text file)")
     if settings.get("task", "digits") == "digits" and "text_path" in settings:
@@ -382,7 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except SystemExit as exit_request:  # --help, --version and argument errors
         code = exit_request.code
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
         return code if isinstance(code, int) else USAGE_ERROR
+    except MemoryError:
+        print(f"xplstm {command}: error: out of memory (try a smaller --hidden, --layers or "
+              "--batch-size)", file=sys.stderr)  # fmt: skip
+        return INPUT_ERROR
     except KeyboardInterrupt:
         print(f"xplstm {command}: interrupted", file=sys.stderr)
         return 130
