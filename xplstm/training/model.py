@@ -48,10 +48,32 @@ def _head_rng(seed: int | None) -> np.random.Generator:
 
 
 class _LSTMWithHead:
-    """Shared parameter plumbing of the models: ``self.lstm`` and ``self.head``."""
+    """Shared plumbing of the models: ``self.lstm``, ``self.head`` and their parameters."""
 
     lstm: LSTM
     head: Dense
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        num_layers: int,
+        *,
+        dtype: str,
+        device: str,
+        seed: int | None,
+        forget_bias: float | None,
+        lstm: LSTM | None,
+    ) -> None:
+        self.lstm = lstm or LSTM(
+            input_size, hidden_size, num_layers, dtype=dtype, device=device, seed=seed
+        )
+        if lstm is None and forget_bias is not None:
+            init_forget_bias(self.lstm, forget_bias)
+        self.head = Dense(
+            hidden_size, output_size, rng=_head_rng(seed), dtype=dtype, xp=self.lstm.xp
+        )
 
     @property
     def xp(self) -> Any:
@@ -119,13 +141,17 @@ class SequenceClassifier(_LSTMWithHead):
         forget_bias: float | None = 1.0,
         lstm: LSTM | None = None,
     ) -> None:
-        self.lstm = lstm or LSTM(
-            input_size, hidden_size, num_layers, dtype=dtype, device=device, seed=seed
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_classes,
+            num_layers,
+            dtype=dtype,
+            device=device,
+            seed=seed,
+            forget_bias=forget_bias,
+            lstm=lstm,
         )
-        if lstm is None and forget_bias is not None:
-            init_forget_bias(self.lstm, forget_bias)
-        xp = self.lstm.xp
-        self.head = Dense(hidden_size, num_classes, rng=_head_rng(seed), dtype=dtype, xp=xp)
         self.num_classes = num_classes
         self._output_shape: tuple[int, ...] = ()
 
@@ -175,13 +201,17 @@ class CharModel(_LSTMWithHead):
         forget_bias: float | None = 1.0,
         lstm: LSTM | None = None,
     ) -> None:
-        self.lstm = lstm or LSTM(
-            vocab_size, hidden_size, num_layers, dtype=dtype, device=device, seed=seed
+        super().__init__(
+            vocab_size,
+            hidden_size,
+            vocab_size,
+            num_layers,
+            dtype=dtype,
+            device=device,
+            seed=seed,
+            forget_bias=forget_bias,
+            lstm=lstm,
         )
-        if lstm is None and forget_bias is not None:
-            init_forget_bias(self.lstm, forget_bias)
-        xp = self.lstm.xp
-        self.head = Dense(hidden_size, vocab_size, rng=_head_rng(seed), dtype=dtype, xp=xp)
         self.vocab_size = vocab_size
 
     def one_hot(self, indices: np.ndarray) -> Any:
