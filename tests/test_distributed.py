@@ -212,3 +212,39 @@ def test_lazy_forward_uses_the_parameters_at_call_time(client):
     y = xdist.forward(model, da.from_array(x, chunks=(STEPS, 5, INPUTS)))
     model.weight_ih_l0[...] += 1.0  # after the call, before the compute
     np.testing.assert_array_equal(y.compute(), want)
+
+
+def test_fit_with_mini_batches_of_chunks_matches_the_same_schedule_in_one_process(client):
+    model, x, _, _ = problem(7, bidirectional=False)
+    reference = xplstm.LSTM(INPUTS, HIDDEN, num_layers=2, dtype="float64")
+    reference.load_state_dict(model.state_dict())
+    targets = 0.5 * np.tanh(np.random.default_rng(7).standard_normal((STEPS, BATCH, HIDDEN)))
+    history = xdist.fit(
+        model,
+        da.from_array(x, chunks=(STEPS, 2, INPUTS)),
+        da.from_array(targets, chunks=(STEPS, 5, HIDDEN)),
+        loss=mean_squared_error,
+        optimizer=Adam(dict(model.named_parameters()), lr=0.02),
+        epochs=2,
+        chunks_per_step=2,
+        seed=3,
+        client=client,
+    )
+    optimizer = Adam(dict(reference.named_parameters()), lr=0.02)
+    want = []
+    for epoch in range(2):
+        order = np.random.default_rng([3, epoch]).permutation(5)
+        for start in range(0, 5, 2):
+            rows = np.concatenate(
+                [np.arange(2 * i, 2 * i + 2) for i in sorted(order[start : start + 2])]
+            )
+            reference.zero_grad()
+            y, _ = reference(x[:, rows])
+            value, dy = mean_squared_error(y, targets[:, rows])
+            reference.backward(dy)
+            optimizer.step(reference.grads)
+            want.append(value)
+    assert len(history) == 6
+    np.testing.assert_allclose(history, want, rtol=1e-10)
+    for name, value in reference.state_dict().items():
+        assert relative_error(model.state_dict()[name], value) < 1e-10, name

@@ -337,13 +337,17 @@ def fit(
     epochs: int,
     client: Any = None,
     batch_axis: int = 1,
+    chunks_per_step: int | None = None,
+    seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
 ) -> list[float]:
-    """Synchronous data-parallel training: one full-batch step per epoch.
+    """Synchronous data-parallel training.
 
-    Each step broadcasts the parameters, computes per-chunk losses and gradients on the
-    workers, reduces them, and updates ``model`` in place on the client with ``optimizer``.
+    Each step sends the parameters to the workers, computes per-chunk losses and gradients
+    there, reduces them, and updates ``model`` in place on the client with ``optimizer``. An
+    epoch visits the batch chunks of ``x`` in an order drawn from ``seed`` and the epoch number,
+    ``chunks_per_step`` at a time (all of them by default: one full-batch step per epoch).
 
     Parameters
     ----------
@@ -356,10 +360,14 @@ def fit(
     optimizer : xplstm.training.optim.Optimizer
         Built over ``dict(model.named_parameters())`` (SGD, Adam).
     epochs : int
-        Total number of steps (with ``resume``, counting the ones already done).
+        Total number of epochs (with ``resume``, counting the ones already done).
     client : distributed.Client, optional
         Compute on this client (default: Dask's current scheduler).
     batch_axis : int
+    chunks_per_step : int, optional
+        Batch chunks per step (a mini-batch is whole chunks); default all.
+    seed : int
+        Seeds the order of the chunks in each epoch.
     checkpoint_dir : path, optional
         As ``xplstm train``: ``DIR/last.npz`` after every epoch and ``DIR/final.npz`` at the
         end, written atomically and loadable with :meth:`xplstm.LSTM.load`.
@@ -371,15 +379,21 @@ def fit(
     list of float
         The loss before each step taken in this call.
     """
-    from .training.checkpoint import read_checkpoint, write_checkpoint
+    from .training.checkpoint import read_checkpoint, training_state_path, write_checkpoint
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    x = _check_sequences(model, x)
+    y = _aligned("y", y, x, batch_axis)
+    chunk_count = len(x.chunks[1])
+    per_step = chunk_count if chunks_per_step is None else chunks_per_step
+    if isinstance(per_step, bool) or not isinstance(per_step, int) or per_step < 1:
+        raise ValueError(f"chunks_per_step must be a positive int, got {chunks_per_step!r}")
     directory = None if checkpoint_dir is None else Path(checkpoint_dir)
     if resume and directory is None:
         raise ValueError("resume=True needs a checkpoint_dir")
     done = 0
-    if resume and (directory / "last.npz").exists():
+    if resume and training_state_path(directory / "last.npz").exists():
         saved, state = read_checkpoint(directory / "last.npz")
         model.load_state_dict(saved.state_dict())
         optimizer.load_state_dict(
@@ -396,9 +410,17 @@ def fit(
 
     history = []
     for epoch in range(done, epochs):
-        value, gradients = value_and_grads(model, x, y, loss, batch_axis=batch_axis, client=client)
-        optimizer.step({name: model.xp.asarray(g) for name, g in gradients.items()})
-        history.append(value)
+        order = np.random.default_rng([seed, epoch]).permutation(chunk_count)
+        for start in range(0, chunk_count, per_step):
+            chosen = sorted(order[start : start + per_step])
+            before_batch = (slice(None),) * batch_axis
+            x_step = da.concatenate([x.blocks[:, i] for i in chosen], axis=1)
+            y_step = da.concatenate([y.blocks[(*before_batch, i)] for i in chosen], batch_axis)
+            value, gradients = value_and_grads(
+                model, x_step, y_step, loss, batch_axis=batch_axis, client=client
+            )
+            optimizer.step({name: model.xp.asarray(g) for name, g in gradients.items()})
+            history.append(value)
         if directory is not None:
             checkpoint("last.npz", epoch + 1)
     if directory is not None:
