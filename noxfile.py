@@ -65,7 +65,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Lint and format-check with ruff."""
-    session.install("ruff==0.17.6")
+    """Lint and format-check with ruff, type-check the package with mypy."""
+    session.install("ruff==0.17.6", "mypy==2.4.1", "numpy")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")

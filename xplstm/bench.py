@@ -97,7 +97,7 @@ def _course_style(params: dict[str, Any], xp: Any) -> tuple[Callable, Callable]:
                 "i": dc * cct * it * (1 - it),
                 "f": dc * c_prev * ft * (1 - ft),
             }
-            dconcat = 0
+            dconcat: Any = 0
             for gate, dz in gate_grads.items():
                 grads[f"W{gate}"] += dz @ concat.T
                 grads[f"b{gate}"] += dz.sum(axis=1, keepdims=True)

@@ -129,6 +129,13 @@ def _blocks(array: Any, batch_axis: int) -> list[Any]:
 # ------------------------------------------------------------------------------ worker tasks
 
 
+def _batch_block(array: Any, batch_axis: int, index: int) -> Any:
+    """Chunk ``index`` along ``batch_axis`` of a dask array chunked along that axis only."""
+    position: list[Any] = [slice(None)] * array.ndim
+    position[batch_axis] = index
+    return array.blocks[tuple(position)]
+
+
 def _forward_chunk(payload: Mapping, x: Any, lengths: np.ndarray | None) -> tuple[Any, Any, Any]:
     model = _rebuild(payload, x)
     y, (h_n, c_n) = model(x, lengths=lengths)
@@ -393,7 +400,7 @@ def fit(
     if resume and directory is None:
         raise ValueError("resume=True needs a checkpoint_dir")
     done = 0
-    if resume and training_state_path(directory / "last.npz").exists():
+    if resume and directory is not None and training_state_path(directory / "last.npz").exists():
         saved, state = read_checkpoint(directory / "last.npz")
         model.load_state_dict(saved.state_dict())
         optimizer.load_state_dict(
@@ -404,6 +411,7 @@ def fit(
         directory.mkdir(parents=True, exist_ok=True)
 
     def checkpoint(name: str, epoch: int) -> None:
+        assert directory is not None
         state = {f"optimizer.{k}": v for k, v in optimizer.state_dict().items()}
         state["trainer.epoch"] = np.array(epoch, dtype=np.int64)
         write_checkpoint(directory / name, model, state)
@@ -413,9 +421,8 @@ def fit(
         order = np.random.default_rng([seed, epoch]).permutation(chunk_count)
         for start in range(0, chunk_count, per_step):
             chosen = sorted(order[start : start + per_step])
-            before_batch = (slice(None),) * batch_axis
-            x_step = da.concatenate([x.blocks[:, i] for i in chosen], axis=1)
-            y_step = da.concatenate([y.blocks[(*before_batch, i)] for i in chosen], batch_axis)
+            x_step = da.concatenate([_batch_block(x, 1, i) for i in chosen], axis=1)
+            y_step = da.concatenate([_batch_block(y, batch_axis, i) for i in chosen], batch_axis)
             value, gradients = value_and_grads(
                 model, x_step, y_step, loss, batch_axis=batch_axis, client=client
             )

@@ -171,8 +171,8 @@ class _Reversal:
 class _ForwardRecord:
     """What :meth:`LSTM.forward` keeps for :meth:`LSTM.backward`."""
 
-    saved: list[engine.LSTMSaved]  # one per (layer, direction), row order of h_n
-    reversal: _Reversal | None
+    saved: list[Any]  # engine.LSTMSaved per (layer, direction), row order of h_n; None once used
+    reversal: _Reversal  # used by the reverse direction only
     output_shape: tuple[int, ...]
     batch: int
 
@@ -578,7 +578,7 @@ class LSTM:
             )
         expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
         layout = "(num_layers * num_directions, m, hidden_size)"
-        checked = []
+        checked: list[Any] = []
         for position, (member, value) in enumerate(zip(members, pair, strict=True)):
             label = f"{name}[{position}] ({member})"
             if value is None:
@@ -650,7 +650,7 @@ class LSTM:
 
         time_major = x.transpose(1, 0, 2) if self.batch_first else x
         layer_input = time_major  # the engine keeps its own copy (with_ones) for backward
-        reversal = _Reversal(lengths, steps, batch, xp) if self.bidirectional else None
+        reversal = _Reversal(lengths, steps, batch, xp)
 
         rows = self.num_layers * directions
         h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
@@ -661,15 +661,14 @@ class LSTM:
             outputs = []
             for direction in range(directions):
                 row = layer * directions + direction
-                w_ih, w_hh, b_ih, b_hh = (
-                    self._parameters.get(name) for name in self._names(layer, direction)
-                )
+                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                parameters = self._parameters
                 sequence = layer_input if direction == 0 else reversal(layer_input)
                 h, h_last, c_last, kept = engine.lstm_forward(
                     sequence,
-                    w_ih,
-                    w_hh,
-                    b_ih + b_hh if self.bias else None,
+                    parameters[w_ih],
+                    parameters[w_hh],
+                    parameters[b_ih] + parameters[b_hh] if self.bias else None,
                     None if h0 is None else h0[row].copy(),
                     None if c0 is None else c0[row].copy(),
                     lengths=lengths,

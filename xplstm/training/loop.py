@@ -227,6 +227,7 @@ class Trainer:
 
     def _finish_epoch(self) -> None:
         position = self.position
+        assert position.order is not None, "an epoch ends only after its order was drawn"
         examples = len(position.order)
         history = position.history
         history["train_loss"].append(position.loss_sum / examples)
@@ -262,6 +263,8 @@ class Trainer:
 
     def _remove_stale_temporaries(self) -> None:
         """Delete temporary files that a killed run left while writing a checkpoint."""
+        if self.checkpoint_dir is None:
+            return
         for name in (LAST_CHECKPOINT, FINAL_CHECKPOINT):
             for target in (name, training_state_path(name).name):
                 for leftover in self.checkpoint_dir.glob(f".{target}.*.tmp"):
@@ -373,11 +376,11 @@ def train(
     if resume and last is None:
         raise ValueError("resume needs a checkpoint directory")
     checkpoint = None
-    if resume and training_state_path(last).exists():
+    if resume and last is not None and training_state_path(last).exists():
         checkpoint = Checkpoint(last)
         config = resolve_config(settings, checkpoint_config(checkpoint.arrays))
     else:
-        if resume:
+        if resume and last is not None:
             log(f"no checkpoint at {training_state_path(last)}: starting from scratch")
         config = resolve_config(settings, None)
     task = make_task(config)  # reads and checks the data before anything else
