@@ -85,7 +85,8 @@ def test_python_dash_m_runs_the_command():
         (["train", "--device", "tpu"], "invalid choice: 'tpu'"),
         (["sample"], "required: --checkpoint"),
         (["sample", "--checkpoint", "x.npz", "--temperature", "-1"], "must be > 0"),
-        (["demo", "--epochs", "-3"], "must be >= 0"),
+        (["demo", "--epochs", "-3"], "must be >= 1"),
+        (["demo", "--epochs", "0"], "must be >= 1"),
     ],
 )
 def test_argument_errors_are_one_line(capsys, argv, pattern):

@@ -83,7 +83,11 @@ def _add_demo(commands: Any) -> None:
         "--out", type=Path, default=DEMO_DIR, help=f"output folder (default: {DEMO_DIR})"
     )
     demo.add_argument(
-        "--epochs", type=COUNT, metavar="N", default=None, help="passes over the data (default: 25)"
+        "--epochs",
+        type=POSITIVE_INT,
+        metavar="N",
+        default=None,
+        help="passes over the data (default: 25)",
     )
     demo.add_argument(
         "--seed", type=COUNT, metavar="S", default=None, help="random seed (default: 0)"
