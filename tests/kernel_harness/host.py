@@ -134,6 +134,11 @@ class DeviceArray(np.ndarray):
     def get(self) -> np.ndarray:
         return np.array(self)
 
+    @property
+    def device(self) -> _FakeDevice:  # type: ignore[override]
+        """The stand-in's only device (NumPy's own ``device`` attribute says ``"cpu"``)."""
+        return _FakeDevice(0)
+
 
 def _on_device(value):
     if isinstance(value, np.ndarray) and not isinstance(value, DeviceArray):
@@ -160,6 +165,24 @@ def _asarray(value, dtype=None):
     if isinstance(value, DeviceArray) and (dtype is None or value.dtype == dtype):
         return value
     return np.array(value, dtype=dtype).view(DeviceArray)
+
+
+class _FakeDevice:
+    """``cupy.cuda.Device``: an id, and a context manager that selects nothing."""
+
+    compute_capability = "stand-in"
+
+    def __init__(self, index: int) -> None:
+        self.id = index
+
+    def __enter__(self) -> _FakeDevice:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        return None
+
+    def synchronize(self) -> None:
+        return None
 
 
 def fake_cupy(host: HostKernels, device: int = 0, device_count: int = 1) -> ModuleType:
@@ -193,7 +216,7 @@ def fake_cupy(host: HostKernels, device: int = 0, device_count: int = 1) -> Modu
         ElementwiseKernel=elementwise_kernel,
         cuda=SimpleNamespace(
             runtime=runtime,
-            Device=lambda: SimpleNamespace(id=device, compute_capability="stand-in"),
+            Device=lambda index=None: _FakeDevice(device if index is None else index),
         ),
         kernels=[],
     )

@@ -1,8 +1,9 @@
-"""pytest plugin: run the ``gpu`` tests of ``test_kernels.py`` on the host stand-in for CuPy.
+"""pytest plugin: run the ``gpu`` tests on the host stand-in for CuPy.
 
-A smoke test of GPU test code on machines without a GPU (it proves nothing about CUDA)::
+A smoke test of the CuPy code paths and the GPU test code on machines without a GPU (the fused
+kernels run as a host build of ``kernels/*.cuh``; it proves nothing about CUDA)::
 
-    PYTHONPATH=tests python -m pytest -p kernel_harness.stand_in_gpu -m gpu tests/test_kernels.py
+    PYTHONPATH=tests python -m pytest -p kernel_harness.stand_in_gpu -m gpu tests
 
 It puts :func:`kernel_harness.host.fake_cupy` in ``sys.modules["cupy"]`` and teaches xplstm's
 backend dispatch to tell its arrays (a NumPy subclass) from NumPy's.
