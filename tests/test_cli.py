@@ -167,6 +167,10 @@ def test_train_then_sample(capsys, tmp_path, text_file):
     assert first == again and len(first) == 27  # one start character, 25 more, a newline
     status, primed, _ = run_cli(capsys, *sample, "--prime", "the c")
     assert status == 0 and primed.startswith("the c")
+    # A kill between the two checkpoint writes leaves the training state without NAME.npz.
+    (run_dir / "final.npz").unlink()
+    status, from_state, _ = run_cli(capsys, *sample, "--seed", "3", "--temperature", "0.5")
+    assert status == 0 and from_state == first
 
 
 def test_info_lists_versions_and_backends(capsys):

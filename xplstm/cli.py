@@ -317,9 +317,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
+    from .training.checkpoint import training_state_path
     from .training.sampling import load_char_model, sample_text
 
-    if not args.checkpoint.exists():
+    # Sampling reads only the training state; after a kill between the two checkpoint writes it
+    # may exist while NAME.npz does not yet.
+    if not (args.checkpoint.exists() or training_state_path(args.checkpoint).exists()):
         raise CommandError(f"checkpoint {str(args.checkpoint)!r} does not exist")
     from .training.device import resolve_device
 
