@@ -140,7 +140,11 @@ def _course_layout(sequence: Any, xp: Any) -> Any:
 
 
 def _time_major(sequence: Any, xp: Any) -> Any:
-    """Course ``(n, m, T) -> `` engine ``(T, m, n)``, C-contiguous."""
+    """Course ``(n, m, T) -> `` engine ``(T, m, n)``, C-contiguous.
+
+    Not needed for ``x``: the engine copies its input once anyway (:func:`engine.with_ones`)
+    and takes a transposed view.
+    """
     return xp.ascontiguousarray(sequence.transpose(2, 1, 0))
 
 
@@ -217,7 +221,7 @@ def rnn_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
     """
     params, xp = _check_rnn_inputs(x, "x", a0, "a0", parameters, 3)
     h, _, _ = engine.rnn_forward(
-        _time_major(x, xp), params["Wax"], params["Waa"], params["ba"][:, 0], _rows(a0, xp)
+        x.transpose(2, 1, 0), params["Wax"], params["Waa"], params["ba"][:, 0], _rows(a0, xp)
     )
     a = _course_layout(h, xp)
     y_pred = _output_layer(h, params["Wya"], params["by"], xp)
@@ -326,7 +330,7 @@ def rnn_backward(da: Any, caches: tuple) -> dict[str, Any]:
     step_caches, x = _unpack_caches(caches, 4)
     _check_sequence_gradient(da, step_caches, step_caches[0][0])
     xp = check_same_backend_and_dtype({"da": da, "x": x})
-    saved = _rnn_saved_from_caches(step_caches, _time_major(x, xp), xp)
+    saved = _rnn_saved_from_caches(step_caches, x.transpose(2, 1, 0), xp)
     dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(_time_major(da, xp), None, saved)
     return {
         "dx": _course_layout(dx, xp),
@@ -426,7 +430,7 @@ def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, t
     """
     params, xp, n_a = _check_lstm_inputs(x, "x", a0, "a0", None, parameters, 3)
     w_ih, w_hh, bias = _lstm_engine_weights(params, n_a, xp)
-    h, _, _, saved = engine.lstm_forward(_time_major(x, xp), w_ih, w_hh, bias, _rows(a0, xp))
+    h, _, _, saved = engine.lstm_forward(x.transpose(2, 1, 0), w_ih, w_hh, bias, _rows(a0, xp))
     a, c = _course_layout(h, xp), _course_layout(saved.c, xp)
     y = _output_layer(h, params["Wy"], params["by"], xp)
     c0 = xp.zeros_like(a0)
@@ -522,7 +526,7 @@ def lstm_backward(da: Any, caches: tuple) -> dict[str, Any]:
     step_caches, x = _unpack_caches(caches, 10)
     _check_sequence_gradient(da, step_caches, step_caches[0][0])
     xp = check_same_backend_and_dtype({"da": da, "x": x})
-    saved, n_a = _lstm_saved_from_caches(step_caches, _time_major(x, xp), xp)
+    saved, n_a = _lstm_saved_from_caches(step_caches, x.transpose(2, 1, 0), xp)
     dx, dh0, _, dw_ih, dw_hh, dbias = engine.lstm_backward(_time_major(da, xp), None, None, saved)
     return {
         "dx": _course_layout(dx, xp),

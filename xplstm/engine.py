@@ -153,9 +153,7 @@ def _weight_gradients(
     return dx, dw_ih, dw_hh, db
 
 
-def _final_gradient_schedule(
-    final: Any, lengths: np.ndarray | None, steps: int, xp: Any
-) -> dict[int, Any]:
+def _final_gradient_schedule(final: Any, lengths: np.ndarray | None, xp: Any) -> dict[int, Any]:
     """Where a gradient on the final state enters the backward loop: ``{step: row indices}``.
 
     Without lengths it all enters before step ``T - 1`` (handled by the caller); with lengths,
@@ -286,8 +284,8 @@ def lstm_backward(
             dh[...] = dh_n
         if dc_n is not None:
             dc[...] = dc_n
-    entries_h = _final_gradient_schedule(dh_n, lengths, steps, xp)
-    entries_c = _final_gradient_schedule(dc_n, lengths, steps, xp)
+    entries_h = _final_gradient_schedule(dh_n, lengths, xp)
+    entries_c = _final_gradient_schedule(dc_n, lengths, xp)
 
     pointwise = LSTMPointwise(xp, dtype, batch, hidden, saved.fused)
     w_hh = saved.w_hh
@@ -377,7 +375,7 @@ def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, An
     dh = xp.zeros((batch, hidden), dtype=dtype)
     if lengths is None and dh_n is not None:
         dh[...] = dh_n
-    entries = _final_gradient_schedule(dh_n, lengths, steps, xp)
+    entries = _final_gradient_schedule(dh_n, lengths, xp)
     dpre = xp.empty_like(h)
     for t in range(steps - 1, -1, -1):
         if t in entries:
