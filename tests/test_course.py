@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference as ref
-from conftest import to_numpy, tolerance
+from conftest import assert_close, to_numpy
 
 import xplstm
 
@@ -16,14 +16,6 @@ def put(xp, dtype, value):
     if isinstance(value, dict):
         return {key: put(xp, dtype, item) for key, item in value.items()}
     return xp.asarray(np.asarray(value, dtype=dtype))
-
-
-def assert_close(actual, expected, dtype, name=""):
-    actual = to_numpy(actual)
-    assert actual.dtype == np.dtype(dtype), f"{name} came back as {actual.dtype}"
-    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-    error = float(np.abs(actual - expected).max(initial=0.0)) / scale
-    assert error <= tolerance(dtype), f"{name}: relative error {error:.3g}"
 
 
 def lstm_problem(rng, n_x=3, n_a=5, n_y=2, m=4, T_x=6):
@@ -111,15 +103,15 @@ def test_rnn_cell_forward_and_backward(xp, dtype):
         put(xp, dtype, xt), put(xp, dtype, a0), put(xp, dtype, p)
     )
     want_a, want_y = ref.rnn_cell_forward(xt, a0, p)
-    assert_close(a_next, want_a, dtype, "a_next")
-    assert_close(yt, want_y, dtype, "yt_pred")
+    assert_close(a_next, want_a, dtype, name="a_next")
+    assert_close(yt, want_y, dtype, name="yt_pred")
     assert len(cache) == 4 and cache[0] is a_next
     da_next = rng.standard_normal(a0.shape)
     grads = xplstm.rnn_cell_backward(put(xp, dtype, da_next), cache)
     want = ref.rnn_cell_backward(da_next, want_a, a0, xt, p)
     assert set(grads) == set(want)
     for key in want:
-        assert_close(grads[key], want[key], dtype, key)
+        assert_close(grads[key], want[key], dtype, name=key)
 
 
 def test_rnn_forward_and_backward(xp, dtype):
@@ -127,15 +119,15 @@ def test_rnn_forward_and_backward(xp, dtype):
     x, a0, p = rnn_problem(rng)
     a, y, caches = xplstm.rnn_forward(put(xp, dtype, x), put(xp, dtype, a0), put(xp, dtype, p))
     want_a, want_y = ref.rnn_forward(x, a0, p)
-    assert_close(a, want_a, dtype, "a")
-    assert_close(y, want_y, dtype, "y_pred")
+    assert_close(a, want_a, dtype, name="a")
+    assert_close(y, want_y, dtype, name="y_pred")
     assert len(caches) == 2 and len(caches[0]) == x.shape[2]
     da = rng.standard_normal(want_a.shape)
     grads = xplstm.rnn_backward(put(xp, dtype, da), caches)
     want = ref.rnn_backward(da, x, a0, p)
     assert set(grads) == set(want)
     for key in want:
-        assert_close(grads[key], want[key], dtype, key)
+        assert_close(grads[key], want[key], dtype, name=key)
 
 
 def test_lstm_cell_forward_and_backward(xp, dtype):
@@ -146,19 +138,19 @@ def test_lstm_cell_forward_and_backward(xp, dtype):
         put(xp, dtype, xt), put(xp, dtype, a0), put(xp, dtype, c_prev), put(xp, dtype, p)
     )
     want_a, want_c, want_y, want_gates = ref.lstm_cell_forward(xt, a0, c_prev, p)
-    assert_close(a_next, want_a, dtype, "a_next")
-    assert_close(c_next, want_c, dtype, "c_next")
-    assert_close(yt, want_y, dtype, "yt_pred")
+    assert_close(a_next, want_a, dtype, name="a_next")
+    assert_close(c_next, want_c, dtype, name="c_next")
+    assert_close(yt, want_y, dtype, name="yt_pred")
     for name, gate, want_gate in zip(
         ("ft", "it", "cct", "ot"), cache[4:8], want_gates, strict=True
     ):
-        assert_close(gate, want_gate, dtype, name)
+        assert_close(gate, want_gate, dtype, name=name)
     da_next, dc_next = rng.standard_normal(a0.shape), rng.standard_normal(a0.shape)
     grads = xplstm.lstm_cell_backward(put(xp, dtype, da_next), put(xp, dtype, dc_next), cache)
     want = ref.lstm_cell_backward(da_next, dc_next, xt, a0, c_prev, p)
     assert set(grads) == set(want)
     for key in want:
-        assert_close(grads[key], want[key], dtype, key)
+        assert_close(grads[key], want[key], dtype, name=key)
 
 
 def test_lstm_forward_and_backward(xp, dtype):
@@ -166,15 +158,15 @@ def test_lstm_forward_and_backward(xp, dtype):
     x, a0, p = lstm_problem(rng)
     a, y, c, caches = xplstm.lstm_forward(put(xp, dtype, x), put(xp, dtype, a0), put(xp, dtype, p))
     want_a, want_y, want_c = ref.lstm_forward(x, a0, p)
-    assert_close(a, want_a, dtype, "a")
-    assert_close(y, want_y, dtype, "y")
-    assert_close(c, want_c, dtype, "c")
+    assert_close(a, want_a, dtype, name="a")
+    assert_close(y, want_y, dtype, name="y")
+    assert_close(c, want_c, dtype, name="c")
     da = rng.standard_normal(want_a.shape)
     grads = xplstm.lstm_backward(put(xp, dtype, da), caches)
     want = ref.lstm_backward(da, x, a0, p)
     assert set(grads) == set(want)
     for key in want:
-        assert_close(grads[key], want[key], dtype, key)
+        assert_close(grads[key], want[key], dtype, name=key)
 
 
 def test_lstm_backward_leaves_the_caches_reusable(xp):
@@ -347,14 +339,14 @@ def test_fortran_ordered_and_strided_inputs():
     p_fortran = {key: np.asfortranarray(value) for key, value in p.items()}
     for x_in in (x_fortran, big[:, ::2]):
         a, y, c, caches = xplstm.lstm_forward(x_in, np.asfortranarray(a0), p_fortran)
-        assert_close(a, want_a, np.float64, "a")
-        assert_close(y, want_y, np.float64, "y")
+        assert_close(a, want_a, np.float64, name="a")
+        assert_close(y, want_y, np.float64, name="y")
         da = np.ones_like(want_a)
         assert_close(
             xplstm.lstm_backward(da, caches)["dx"],
             ref.lstm_backward(da, x, a0, p)["dx"],
             np.float64,
-            "dx",
+            name="dx",
         )
 
 

@@ -13,29 +13,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import assert_close, to_numpy
 
 from xplstm.backend import require_cupy
 from xplstm.layer import LSTM
 from xplstm.npz_io import load_npz, save_npz_atomic
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def to_numpy(array):
-    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else array
-
-
-def relative_tolerance(dtype) -> float:
-    """For comparing a result in ``dtype`` with a float64 reference, relative to its scale."""
-    return 1e-12 if np.dtype(dtype) == np.float64 else 2e3 * float(np.finfo(np.float32).eps)
-
-
-def assert_close(actual, expected, dtype, name=""):
-    actual, expected = to_numpy(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, name
-    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
-    error = float(np.max(np.abs(actual - expected), initial=0.0))
-    assert error <= relative_tolerance(dtype) * scale, f"{name}: error {error:.3g}"
 
 
 def device_of(xp) -> str:
@@ -145,9 +129,9 @@ def test_forward_matches_loop_reference(xp, dtype, config, with_state, lengths):
     assert y.dtype == dtype and h_n.dtype == dtype and c_n.dtype == dtype
     assert isinstance(y, xp.ndarray)
     expected_y, expected_h, expected_c = reference_for(model, x, h0, c0, lengths)
-    assert_close(y, expected_y, dtype, "y")
-    assert_close(h_n, expected_h, dtype, "h_n")
-    assert_close(c_n, expected_c, dtype, "c_n")
+    assert_close(y, expected_y, dtype, name="y")
+    assert_close(h_n, expected_h, dtype, name="h_n")
+    assert_close(c_n, expected_c, dtype, name="c_n")
 
 
 @pytest.mark.parametrize(("config", "with_state", "lengths"), CONFIGS)
@@ -170,12 +154,12 @@ def test_gradients_match_float64_cpu(xp, dtype, config, with_state, lengths):
     model(on_device(x), None if h0 is None else (on_device(h0), on_device(c0)), lengths=lengths)
     dx, (dh0, dc0) = model.backward(on_device(dy), (on_device(dh_n), on_device(dc_n)))
     assert dx.dtype == dtype and dx.shape == x.shape
-    assert_close(dx, expected_dx, dtype, "dx")
-    assert_close(dh0, expected_dh0, dtype, "dh0")
-    assert_close(dc0, expected_dc0, dtype, "dc0")
+    assert_close(dx, expected_dx, dtype, name="dx")
+    assert_close(dh0, expected_dh0, dtype, name="dh0")
+    assert_close(dc0, expected_dc0, dtype, name="dc0")
     for name in reference.grads:
         assert model.grads[name].dtype == dtype
-        assert_close(model.grads[name], reference.grads[name], dtype, name)
+        assert_close(model.grads[name], reference.grads[name], dtype, name=name)
 
 
 def test_float32_layer_is_within_float32_tolerance_of_float64():
@@ -190,15 +174,15 @@ def test_float32_layer_is_within_float32_tolerance_of_float64():
     y64, (h64, c64) = double(x, lengths=lengths)
     y32, (h32, c32) = single(x, lengths=lengths)  # float64 input converted to float32
     assert y32.dtype == np.float32
-    assert_close(y32, y64, np.float32, "y")
-    assert_close(h32, h64, np.float32, "h_n")
-    assert_close(c32, c64, np.float32, "c_n")
+    assert_close(y32, y64, np.float32, name="y")
+    assert_close(h32, h64, np.float32, name="h_n")
+    assert_close(c32, c64, np.float32, name="c_n")
     dy = rng.standard_normal(y64.shape)
     dx64, _ = double.backward(dy)
     dx32, _ = single.backward(dy)
-    assert_close(dx32, dx64, np.float32, "dx")
+    assert_close(dx32, dx64, np.float32, name="dx")
     for name in double.grads:
-        assert_close(single.grads[name], double.grads[name], np.float32, name)
+        assert_close(single.grads[name], double.grads[name], np.float32, name=name)
 
 
 def test_lengths_all_full_equal_no_lengths_and_any_int_type():

@@ -8,9 +8,10 @@ import pytest
 
 pytest.importorskip("hypothesis")  # the GPU machine runs the other test files without it
 
+from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_layer import assert_close, loss_of, make_inputs, reference_for, valid_mask
+from test_layer import loss_of, make_inputs, reference_for, valid_mask
 
 from xplstm.layer import LSTM
 
@@ -41,9 +42,9 @@ def test_random_shapes_match_reference_and_directional_derivative(case):
     x, h0, c0 = make_inputs(model, steps, batch, rng, with_state)
     y, (h_n, c_n) = model(x, None if h0 is None else (h0, c0), lengths=lengths)
     expected_y, expected_h, expected_c = reference_for(model, x, h0, c0, lengths)
-    assert_close(y, expected_y, np.float64, "y")
-    assert_close(h_n, expected_h, np.float64, "h_n")
-    assert_close(c_n, expected_c, np.float64, "c_n")
+    assert_close(y, expected_y, np.float64, name="y")
+    assert_close(h_n, expected_h, np.float64, name="h_n")
+    assert_close(c_n, expected_c, np.float64, name="c_n")
     mask = np.broadcast_to(valid_mask(model, steps, lengths, batch), y.shape)
     assert np.all(y[~mask] == 0)
 
