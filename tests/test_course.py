@@ -193,24 +193,22 @@ def test_lstm_stepwise_equals_whole_sequence(xp):
     for t in range(x.shape[2]):
         a_prev, c_prev, yt, cache = xplstm.lstm_cell_forward(x[:, :, t], a_prev, c_prev, p)
         step_caches.append(cache)
-        np.testing.assert_allclose(to_numpy(a_prev), to_numpy(a[:, :, t]), rtol=0, atol=1e-14)
-        np.testing.assert_allclose(to_numpy(c_prev), to_numpy(c[:, :, t]), rtol=0, atol=1e-14)
-        np.testing.assert_allclose(to_numpy(yt), to_numpy(y[:, :, t]), rtol=0, atol=1e-14)
+        assert_close(a_prev, a[:, :, t], np.float64, name="a")
+        assert_close(c_prev, c[:, :, t], np.float64, name="c")
+        assert_close(yt, y[:, :, t], np.float64, name="y")
     da = xp.asarray(rng.standard_normal(a.shape))
     whole = xplstm.lstm_backward(da, caches)
     da_carried, dc_carried = xp.zeros_like(a0), xp.zeros_like(a0)
     totals = {key: 0 for key in whole if key.startswith(("dW", "db"))}
     for t in reversed(range(x.shape[2])):
         step = xplstm.lstm_cell_backward(da[:, :, t] + da_carried, dc_carried, step_caches[t])
-        np.testing.assert_allclose(
-            to_numpy(step["dxt"]), to_numpy(whole["dx"][:, :, t]), atol=1e-13
-        )
+        assert_close(step["dxt"], whole["dx"][:, :, t], np.float64, name="dxt")
         da_carried, dc_carried = step["da_prev"], step["dc_prev"]
         for key in totals:
             totals[key] = totals[key] + step[key]
-    np.testing.assert_allclose(to_numpy(da_carried), to_numpy(whole["da0"]), atol=1e-13)
+    assert_close(da_carried, whole["da0"], np.float64, name="da0")
     for key, total in totals.items():
-        np.testing.assert_allclose(to_numpy(total), to_numpy(whole[key]), atol=1e-12)
+        assert_close(total, whole[key], np.float64, name=key)
 
 
 def test_rnn_stepwise_equals_whole_sequence(xp):
@@ -221,18 +219,21 @@ def test_rnn_stepwise_equals_whole_sequence(xp):
     a_prev = a0
     for t in range(x.shape[2]):
         a_prev, yt, cache = xplstm.rnn_cell_forward(x[:, :, t], a_prev, p)
-        np.testing.assert_allclose(to_numpy(a_prev), to_numpy(a[:, :, t]), rtol=0, atol=1e-14)
-        np.testing.assert_allclose(to_numpy(yt), to_numpy(y[:, :, t]), rtol=0, atol=1e-14)
+        assert_close(a_prev, a[:, :, t], np.float64, name="a")
+        assert_close(yt, y[:, :, t], np.float64, name="y")
     da = xp.asarray(rng.standard_normal(a.shape))
     whole = xplstm.rnn_backward(da, caches)
     carried = xp.zeros_like(a0)
+    totals = {key: 0 for key in ("dWax", "dWaa", "dba")}
     for t in reversed(range(x.shape[2])):
         step = xplstm.rnn_cell_backward(da[:, :, t] + carried, caches[0][t])
-        np.testing.assert_allclose(
-            to_numpy(step["dxt"]), to_numpy(whole["dx"][:, :, t]), atol=1e-13
-        )
+        assert_close(step["dxt"], whole["dx"][:, :, t], np.float64, name="dxt")
         carried = step["da_prev"]
-    np.testing.assert_allclose(to_numpy(carried), to_numpy(whole["da0"]), atol=1e-13)
+        for key in totals:
+            totals[key] = totals[key] + step[key]
+    assert_close(carried, whole["da0"], np.float64, name="da0")
+    for key, total in totals.items():
+        assert_close(total, whole[key], np.float64, name=key)
 
 
 # ------------------------------------------------------------------------- finite differences
@@ -341,6 +342,7 @@ def test_fortran_ordered_and_strided_inputs():
         a, y, c, caches = xplstm.lstm_forward(x_in, np.asfortranarray(a0), p_fortran)
         assert_close(a, want_a, np.float64, name="a")
         assert_close(y, want_y, np.float64, name="y")
+        assert_close(c, want_c, np.float64, name="c")
         da = np.ones_like(want_a)
         assert_close(
             xplstm.lstm_backward(da, caches)["dx"],
@@ -369,14 +371,22 @@ def test_extreme_pre_activations_do_not_overflow_or_warn():
 
 
 def test_float32_stays_float32_and_matches_float64():
+    """Float32 in, float32 out, within float32's tolerance of the float64 loops run on the same
+    (float32-rounded) inputs, so only the float32 arithmetic is measured."""
     rng = np.random.default_rng(13)
     x, a0, p = lstm_problem(rng)
-    a, y, c, caches = xplstm.lstm_forward(
-        x.astype(np.float32), a0.astype(np.float32), put(np, np.float32, p)
-    )
-    grads = xplstm.lstm_backward(np.ones_like(a), caches)
-    assert {a.dtype, y.dtype, c.dtype} == {np.dtype(np.float32)}
-    assert {value.dtype for value in grads.values()} == {np.dtype(np.float32)}
+    x, a0, p = put(np, np.float32, x), put(np, np.float32, a0), put(np, np.float32, p)
+    a, y, c, caches = xplstm.lstm_forward(x, a0, p)
+    da = rng.standard_normal(a.shape).astype(np.float32)
+    grads = xplstm.lstm_backward(da, caches)
+    p64 = ref.as64(p)
+    x64, a064, da64 = (value.astype(np.float64) for value in (x, a0, da))
+    for got, want, name in zip((a, y, c), ref.lstm_forward(x64, a064, p64), "ayc", strict=True):
+        assert_close(got, want, np.float32, name=name)  # also checks the dtype is float32
+    want = ref.lstm_backward(da64, x64, a064, p64)
+    assert set(grads) == set(want)
+    for key in want:
+        assert_close(grads[key], want[key], np.float32, name=key)
 
 
 # ------------------------------------------------------------------------------- torch oracle
@@ -398,21 +408,20 @@ def test_lstm_forward_and_backward_match_torch():
     h0 = torch.tensor(a0.T[None].copy(), requires_grad=True)
     out, _ = lstm(x_t, (h0, torch.zeros_like(h0)))
     a, _, _, caches = xplstm.lstm_forward(x, a0, p)
-    np.testing.assert_allclose(a, out.detach().numpy().transpose(2, 1, 0), atol=1e-12)
+    assert_close(a, out.detach().numpy().transpose(2, 1, 0), np.float64, name="a")
     da = rng.standard_normal(a.shape)
     (out * torch.tensor(da.transpose(2, 1, 0).copy())).sum().backward()
     grads = xplstm.lstm_backward(da, caches)
-    np.testing.assert_allclose(grads["dx"], x_t.grad.numpy().transpose(2, 1, 0), atol=1e-12)
-    np.testing.assert_allclose(grads["da0"], h0.grad.numpy()[0].T, atol=1e-12)
+    assert_close(grads["dx"], x_t.grad.numpy().transpose(2, 1, 0), np.float64, name="dx")
+    assert_close(grads["da0"], h0.grad.numpy()[0].T, np.float64, name="da0")
     for k, gate in enumerate("ifco"):
         rows = slice(k * n_a, (k + 1) * n_a)
         want_w = np.concatenate(
             [lstm.weight_hh_l0.grad.numpy()[rows], lstm.weight_ih_l0.grad.numpy()[rows]], axis=1
         )
-        np.testing.assert_allclose(grads[f"dW{gate}"], want_w, atol=1e-12)
-        np.testing.assert_allclose(
-            grads[f"db{gate}"][:, 0], lstm.bias_ih_l0.grad.numpy()[rows], atol=1e-12
-        )
+        assert_close(grads[f"dW{gate}"], want_w, np.float64, name=f"dW{gate}")
+        want_b = lstm.bias_ih_l0.grad.numpy()[rows]
+        assert_close(grads[f"db{gate}"][:, 0], want_b, np.float64, name=f"db{gate}")
 
 
 def test_editing_returned_arrays_leaves_the_caches_intact():
