@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .devices import require_cupy  # re-exported: GPU probing lives in xplstm.devices
+
 __all__ = ["asnumpy", "device_name", "get_array_module", "is_cupy_array", "require_cupy"]
 
 
@@ -71,20 +73,3 @@ def asnumpy(array: Any) -> np.ndarray:
     if is_cupy_array(array):
         return array.get()
     return np.asarray(array)
-
-
-def require_cupy() -> ModuleType:
-    """Import CuPy and check that a CUDA device is usable, or raise ``RuntimeError``."""
-    try:
-        import cupy
-    except ImportError as error:
-        raise RuntimeError(
-            "CuPy is not installed: install xplstm[cuda12] or xplstm[cuda13] to use a GPU"
-        ) from error
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # CUDA driver or runtime missing
-        raise RuntimeError(f"CuPy is installed but CUDA is not usable: {error}") from error
-    if count == 0:
-        raise RuntimeError("CuPy is installed but no CUDA device was found")
-    return cupy

@@ -319,13 +319,9 @@ def _limit_threads(threads: int) -> Any:
 
 
 def _cupy_usable() -> bool:
-    try:
-        from .backend import require_cupy
+    from .devices import gpu_unavailable_reason
 
-        require_cupy()
-    except RuntimeError:
-        return False
-    return True
+    return gpu_unavailable_reason() is None
 
 
 def run(

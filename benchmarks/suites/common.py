@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from xplstm.devices import gpu_unavailable_reason
+
 
 def available_backends() -> list[str]:
     """``numpy``, plus ``cupy`` where CuPy imports and sees a CUDA device."""
-    backends = ["numpy"]
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            backends.append("cupy")
-    except Exception:  # CuPy missing, or no driver/device
-        pass
-    return backends
+    return ["numpy"] if gpu_unavailable_reason() is not None else ["numpy", "cupy"]
 
 
 def synchronize(backend: str) -> None:

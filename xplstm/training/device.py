@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import require_cupy
+from ..devices import require_cupy
 
 __all__ = ["DEVICE_CHOICES", "environment_report", "resolve_device"]
 
@@ -103,7 +103,7 @@ def _cupy_lines() -> list[str]:
 
 def _kernel_lines() -> list[str]:
     try:
-        from ..cuda_kernels import kernel_source_dir
+        from ..cuda.specs import kernel_source_dir
     except ImportError as error:
         return [f"CUDA kernel sources: not available ({error})"]
     try:
