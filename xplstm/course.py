@@ -3,8 +3,9 @@
 Arrays are in the course layout: features first, then the batch, then time, e.g. ``x`` is
 ``(n_x, m, T_x)`` and ``a_prev`` is ``(n_a, m)``. Each function is a thin adapter over
 :mod:`xplstm.engine` (time-major, stacked gates): it validates, transposes at the edges and
-rebuilds the course's caches and gradient dicts. Results come back on the inputs' backend (NumPy
-or CuPy) and in their dtype.
+builds the course's caches and gradient dicts. The caches keep the course's tuple shapes and
+indexing, and also carry the engine's saved record, which the backward functions use directly.
+Results come back on the inputs' backend (NumPy or CuPy) and in their dtype.
 
 Output layer: ``yt_pred = softmax(Wy @ a_next + by)`` (LSTM) and ``softmax(Wya @ a_next + by)``
 (RNN), softmax over the class axis 0. The backward functions return the gradients of the cell
@@ -27,6 +28,8 @@ from .validation import (
 )
 
 __all__ = [
+    "Caches",
+    "StepCache",
     "lstm_backward",
     "lstm_cell_backward",
     "lstm_cell_forward",
@@ -38,6 +41,33 @@ __all__ = [
 ]
 
 LSTM_GATES = ("i", "f", "c", "o")  # torch's stacking order (i, f, g, o); the course calls g "c"
+
+
+class StepCache(tuple):
+    """One step's course cache (a plain tuple to read) that also carries the engine's record.
+
+    ``record`` is the :class:`xplstm.engine.LSTMSaved` or :class:`xplstm.engine.RNNSaved` of the
+    forward call and ``step`` the index of this step in it.
+    """
+
+    record: Any
+    step: int
+
+    def __new__(cls, items: Any, record: Any = None, step: int = 0) -> StepCache:
+        cache = super().__new__(cls, items)
+        cache.record, cache.step = record, step
+        return cache
+
+
+class Caches(tuple):
+    """The course's ``(list_of_step_caches, x)`` pair that also carries the engine's record."""
+
+    record: Any
+
+    def __new__(cls, items: Any, record: Any = None) -> Caches:
+        caches = super().__new__(cls, items)
+        caches.record = record
+        return caches
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -194,12 +224,17 @@ def rnn_cell_forward(xt: Any, a_prev: Any, parameters: Mapping) -> tuple[Any, An
         ``(a_next, a_prev, xt, parameters)``.
     """
     params, xp = _check_rnn_inputs(xt, "xt", a_prev, "a_prev", parameters, 2)
-    h, _, _ = engine.rnn_forward(
-        _rows(xt, xp)[None], params["Wax"], params["Waa"], params["ba"][:, 0], _rows(a_prev, xp)
+    h, _, saved = engine.rnn_forward(
+        _rows(xt, xp)[None],
+        params["Wax"],
+        params["Waa"],
+        params["ba"][:, 0],
+        _rows(a_prev, xp),
+        xp=xp,
     )
     a_next = _rows(h[0], xp)
     yt_pred = _output_layer(h, params["Wya"], params["by"], xp)[:, :, 0]
-    return a_next, yt_pred, (a_next, a_prev, xt, parameters)
+    return a_next, yt_pred, StepCache((a_next, a_prev, xt, parameters), saved)
 
 
 def rnn_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
@@ -220,38 +255,32 @@ def rnn_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
         ``(list of the T_x step caches, x)``.
     """
     params, xp = _check_rnn_inputs(x, "x", a0, "a0", parameters, 3)
-    h, _, _ = engine.rnn_forward(
-        x.transpose(2, 1, 0), params["Wax"], params["Waa"], params["ba"][:, 0], _rows(a0, xp)
+    h, _, saved = engine.rnn_forward(
+        x.transpose(2, 1, 0),
+        params["Wax"],
+        params["Waa"],
+        params["ba"][:, 0],
+        _rows(a0, xp),
+        xp=xp,
     )
     a = _course_layout(h, xp)
     y_pred = _output_layer(h, params["Wya"], params["by"], xp)
     # The caches view the engine's own buffers, so editing the returned a cannot change them.
     step_caches = [
-        (h[t].T, a0 if t == 0 else h[t - 1].T, x[:, :, t], parameters) for t in range(x.shape[2])
+        StepCache((h[t].T, a0 if t == 0 else h[t - 1].T, x[:, :, t], parameters), saved, t)
+        for t in range(x.shape[2])
     ]
-    return a, y_pred, (step_caches, x)
+    return a, y_pred, Caches((step_caches, x), saved)
 
 
-def _rnn_saved_from_caches(step_caches: list, x: Any, xp: Any) -> engine.RNNSaved:
-    _, a_first_prev, _, parameters = step_caches[0]
-    params = _rnn_parameters(parameters)
-    h = xp.stack([_rows(cache[0], xp) for cache in step_caches])
-    return engine.RNNSaved(
-        x_ones=engine.with_ones(x),
-        w_ih=params["Wax"],
-        w_hh=params["Waa"],
-        h0=_rows(a_first_prev, xp),
-        h=h,
-        lengths=None,
-    )
-
-
-def _check_cache(cache: Any, size: int, name: str = "cache") -> tuple:
-    if not isinstance(cache, tuple) or len(cache) != size:
+def _check_cache(cache: Any, size: int, forward: str, name: str = "cache") -> StepCache:
+    if not isinstance(cache, StepCache) or len(cache) != size:
+        described = type(cache).__name__
+        if isinstance(cache, (tuple, list)):
+            described += f" of length {len(cache)}"
         raise TypeError(
-            f"{name} must be the {size}-tuple returned by the forward function, "
-            f"got {type(cache).__name__}"
-            + (f" of length {len(cache)}" if isinstance(cache, (tuple, list)) else "")
+            f"{name} must be the {size}-tuple cache returned by xplstm.{forward} (it carries "
+            f"the saved forward state), got {described}"
         )
     return cache
 
@@ -272,11 +301,12 @@ def rnn_cell_backward(da_next: Any, cache: tuple) -> dict[str, Any]:
         ``dxt (n_x, m)``, ``da_prev (n_a, m)``, ``dWax (n_a, n_x)``, ``dWaa (n_a, n_a)``,
         ``dba (n_a, 1)``.
     """
-    a_next, a_prev, xt, _ = _check_cache(cache, 4)
+    cache = _check_cache(cache, 4, "rnn_cell_forward (or a step of rnn_forward)")
+    a_next = cache[0]
     check_array("da_next", da_next, 2, "(n_a, m)")
     check_shape("da_next", da_next, a_next.shape, "(n_a, m) like a_next")
     xp = check_same_backend_and_dtype({"da_next": da_next, "a_next": a_next})
-    saved = _rnn_saved_from_caches([cache], _rows(xt, xp)[None], xp)
+    saved = cache.record.step(cache.step)
     dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(_rows(da_next, xp)[None], None, saved)
     return {
         "dxt": _rows(dx[0], xp),
@@ -298,15 +328,18 @@ def _check_sequence_gradient(da: Any, step_caches: list, a_first: Any) -> None:
     check_shape("da", da, expected, "(n_a, m, T_x)")
 
 
-def _unpack_caches(caches: Any, step_size: int) -> tuple[list, Any]:
-    if not isinstance(caches, tuple) or len(caches) != 2:
-        raise TypeError("caches must be the (list_of_step_caches, x) pair from the forward pass")
+def _unpack_caches(caches: Any, step_size: int, forward: str) -> tuple[list, Any, Any]:
+    if not isinstance(caches, Caches) or len(caches) != 2:
+        raise TypeError(
+            f"caches must be the (list_of_step_caches, x) pair returned by xplstm.{forward}, "
+            f"got {type(caches).__name__}"
+        )
     step_caches, x = caches
     if not isinstance(step_caches, list) or not step_caches:
         raise TypeError("caches[0] must be the non-empty list of step caches from the forward pass")
     for t, cache in enumerate(step_caches):
-        _check_cache(cache, step_size, f"caches[0][{t}]")
-    return step_caches, x
+        _check_cache(cache, step_size, forward, f"caches[0][{t}]")
+    return step_caches, x, caches.record
 
 
 def rnn_backward(da: Any, caches: tuple) -> dict[str, Any]:
@@ -327,10 +360,9 @@ def rnn_backward(da: Any, caches: tuple) -> dict[str, Any]:
         ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, ``dWax (n_a, n_x)``, ``dWaa (n_a, n_a)``,
         ``dba (n_a, 1)``.
     """
-    step_caches, x = _unpack_caches(caches, 4)
+    step_caches, x, saved = _unpack_caches(caches, 4, "rnn_forward")
     _check_sequence_gradient(da, step_caches, step_caches[0][0])
     xp = check_same_backend_and_dtype({"da": da, "x": x})
-    saved = _rnn_saved_from_caches(step_caches, x.transpose(2, 1, 0), xp)
     dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(_time_major(da, xp), None, saved)
     return {
         "dx": _course_layout(dx, xp),
@@ -401,13 +433,13 @@ def lstm_cell_forward(
     params, xp, n_a = _check_lstm_inputs(xt, "xt", a_prev, "a_prev", c_prev, parameters, 2)
     w_ih, w_hh, bias = _lstm_engine_weights(params, n_a, xp)
     h, _, _, saved = engine.lstm_forward(
-        _rows(xt, xp)[None], w_ih, w_hh, bias, _rows(a_prev, xp), _rows(c_prev, xp)
+        _rows(xt, xp)[None], w_ih, w_hh, bias, _rows(a_prev, xp), _rows(c_prev, xp), xp=xp
     )
     a_next, c_next = _rows(h[0], xp), _rows(saved.c[0], xp)
     ft, it, cct, ot = (_rows(gate.T, xp) for gate in _gate_views(saved.gates[0], n_a))
     yt_pred = _output_layer(h, params["Wy"], params["by"], xp)[:, :, 0]
     cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
-    return a_next, c_next, yt_pred, cache
+    return a_next, c_next, yt_pred, StepCache(cache, saved)
 
 
 def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, tuple]:
@@ -430,7 +462,9 @@ def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, t
     """
     params, xp, n_a = _check_lstm_inputs(x, "x", a0, "a0", None, parameters, 3)
     w_ih, w_hh, bias = _lstm_engine_weights(params, n_a, xp)
-    h, _, _, saved = engine.lstm_forward(x.transpose(2, 1, 0), w_ih, w_hh, bias, _rows(a0, xp))
+    h, _, _, saved = engine.lstm_forward(
+        x.transpose(2, 1, 0), w_ih, w_hh, bias, _rows(a0, xp), xp=xp
+    )
     a, c = _course_layout(h, xp), _course_layout(saved.c, xp)
     y = _output_layer(h, params["Wy"], params["by"], xp)
     c0 = xp.zeros_like(a0)
@@ -439,35 +473,9 @@ def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, t
     for t in range(x.shape[2]):
         a_prev, c_prev = (a0, c0) if t == 0 else (h[t - 1].T, saved.c[t - 1].T)
         gates = _gate_views(saved.gates[t], n_a)
-        step_caches.append((h[t].T, saved.c[t].T, a_prev, c_prev, *gates, x[:, :, t], parameters))
-    return a, y, c, (step_caches, x)
-
-
-def _lstm_saved_from_caches(step_caches: list, x: Any, xp: Any) -> tuple[engine.LSTMSaved, int]:
-    """Rebuild the engine's saved state from course caches (copies: the caches stay intact)."""
-    first = step_caches[0]
-    params = _lstm_parameters(first[9], need_output=False)
-    n_a = params["Wf"].shape[0]
-    w_ih, w_hh, _ = _lstm_engine_weights(params, n_a, xp)
-    gates = xp.stack(
-        [
-            xp.concatenate([cache[5].T, cache[4].T, cache[6].T, cache[7].T], axis=1)
-            for cache in step_caches
-        ]
-    )
-    saved = engine.LSTMSaved(
-        x_ones=engine.with_ones(x),
-        w_ih=w_ih,
-        w_hh=w_hh,
-        h0=_rows(first[2], xp),
-        c0=_rows(first[3], xp),
-        gates=gates,
-        c=xp.stack([_rows(cache[1], xp) for cache in step_caches]),
-        h=xp.stack([_rows(cache[0], xp) for cache in step_caches]),
-        lengths=None,
-        fused=None,
-    )
-    return saved, n_a
+        cache = (h[t].T, saved.c[t].T, a_prev, c_prev, *gates, x[:, :, t], parameters)
+        step_caches.append(StepCache(cache, saved, t))
+    return a, y, c, Caches((step_caches, x), saved)
 
 
 def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict[str, Any]:
@@ -486,14 +494,15 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict[str, An
         ``dxt (n_x, m)``, ``da_prev (n_a, m)``, ``dc_prev (n_a, m)``, and for each gate
         ``dW{f,i,c,o} (n_a, n_a + n_x)`` and ``db{f,i,c,o} (n_a, 1)``.
     """
-    cache = _check_cache(cache, 10)
-    a_next, xt = cache[0], cache[8]
+    cache = _check_cache(cache, 10, "lstm_cell_forward (or a step of lstm_forward)")
+    a_next = cache[0]
     check_array("da_next", da_next, 2, "(n_a, m)")
     check_array("dc_next", dc_next, 2, "(n_a, m)")
     check_shape("da_next", da_next, a_next.shape, "(n_a, m) like a_next")
     check_shape("dc_next", dc_next, a_next.shape, "(n_a, m) like a_next")
     xp = check_same_backend_and_dtype({"da_next": da_next, "dc_next": dc_next, "a_next": a_next})
-    saved, n_a = _lstm_saved_from_caches([cache], _rows(xt, xp)[None], xp)
+    saved = cache.record.step(cache.step)  # its own copy of the gates
+    n_a = saved.c.shape[2]
     dx, dh0, dc0, dw_ih, dw_hh, dbias = engine.lstm_backward(
         _rows(da_next, xp)[None], None, _rows(dc_next, xp), saved
     )
@@ -523,10 +532,12 @@ def lstm_backward(da: Any, caches: tuple) -> dict[str, Any]:
         ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, and for each gate ``dW{f,i,c,o}
         (n_a, n_a + n_x)`` and ``db{f,i,c,o} (n_a, 1)``.
     """
-    step_caches, x = _unpack_caches(caches, 10)
+    step_caches, x, record = _unpack_caches(caches, 10, "lstm_forward")
     _check_sequence_gradient(da, step_caches, step_caches[0][0])
     xp = check_same_backend_and_dtype({"da": da, "x": x})
-    saved, n_a = _lstm_saved_from_caches(step_caches, x.transpose(2, 1, 0), xp)
+    # The engine's backward consumes the gates; the course lets a cache be used again.
+    saved = record.with_own_gates()
+    n_a = saved.c.shape[2]
     dx, dh0, _, dw_ih, dw_hh, dbias = engine.lstm_backward(_time_major(da, xp), None, None, saved)
     return {
         "dx": _course_layout(dx, xp),

@@ -6,8 +6,9 @@ weights applied as ``x @ W_ih.T`` and ``h @ W_hh.T`` so torch and cuDNN weights 
 Forward does the input projection for all steps as one GEMM, then per step one recurrent GEMM into
 a preallocated buffer and one fused pointwise call. Backward does per step one fused pointwise
 call and one GEMM for the carried ``dh``; the weight and input gradients are single large GEMMs
-after the loop. Nothing is allocated inside the loops. The backend module ``xp`` is found once
-per call from the arrays.
+after the loop. Nothing is allocated or checked inside the loops. The pointwise step is a cell
+from :func:`xplstm.cells.make_cell`, built once per call. The backend module ``xp`` comes from
+the caller (``xp=None``: found once from the arrays at entry) and is kept in the saved record.
 
 Variable lengths follow torch's packed sequences: sequence ``b`` runs steps ``0 .. L_b - 1``; its
 final state is the one after step ``L_b - 1`` and its outputs past ``L_b`` are zero. Steps past a
@@ -17,13 +18,14 @@ zero), which keeps the loop free of gathers.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .backend import get_array_module
-from .pointwise import LSTMPointwise
+from .cells import make_cell
 from .workspace import Workspace, allocate
 
 __all__ = [
@@ -43,7 +45,8 @@ class LSTMSaved:
 
     ``x_ones`` ``(T, m, n_in + 1)`` is the input with a column of ones appended (see
     :func:`with_ones`); ``gates`` ``(T, m, 4H)`` holds the activated gates and is overwritten by
-    the backward pass with the gate gradients; ``c`` and ``h`` are ``(T, m, H)``.
+    the backward pass with the gate gradients; ``c`` and ``h`` are ``(T, m, H)``; ``h0`` and
+    ``c0`` ``(m, H)`` are C-contiguous; ``xp`` is the backend of every array here.
     """
 
     x_ones: Any
@@ -56,11 +59,38 @@ class LSTMSaved:
     h: Any
     lengths: np.ndarray | None
     fused: bool | None
+    xp: Any
+
+    def with_own_gates(self) -> LSTMSaved:
+        """The same record with a copy of ``gates``, for a backward that must leave this intact."""
+        return dataclasses.replace(self, gates=self.gates.copy())
+
+    def step(self, t: int) -> LSTMSaved:
+        """The record of step ``t`` alone, as a ``T = 1`` forward from its own initial state.
+
+        Views of this record's arrays except ``gates`` (copied: a backward overwrites them).
+        Only for records without ``lengths``.
+        """
+        if self.lengths is not None:
+            raise ValueError("a record with lengths has no single-step view")
+        first = t == 0
+        return dataclasses.replace(
+            self,
+            x_ones=self.x_ones[t : t + 1],
+            h0=self.h0 if first else self.h[t - 1],
+            c0=self.c0 if first else self.c[t - 1],
+            gates=self.gates[t : t + 1].copy(),
+            c=self.c[t : t + 1],
+            h=self.h[t : t + 1],
+        )
 
 
 @dataclass
 class RNNSaved:
-    """What :func:`rnn_forward` keeps for :func:`rnn_backward`; ``h`` is ``(T, m, H)``."""
+    """What :func:`rnn_forward` keeps for :func:`rnn_backward`; ``h`` is ``(T, m, H)``.
+
+    :func:`rnn_backward` leaves it intact.
+    """
 
     x_ones: Any
     w_ih: Any
@@ -68,6 +98,19 @@ class RNNSaved:
     h0: Any
     h: Any
     lengths: np.ndarray | None
+    fused: bool | None
+    xp: Any
+
+    def step(self, t: int) -> RNNSaved:
+        """The record of step ``t`` alone (views), as a ``T = 1`` forward from ``h[t - 1]``."""
+        if self.lengths is not None:
+            raise ValueError("a record with lengths has no single-step view")
+        return dataclasses.replace(
+            self,
+            x_ones=self.x_ones[t : t + 1],
+            h0=self.h0 if t == 0 else self.h[t - 1],
+            h=self.h[t : t + 1],
+        )
 
 
 def _valid_steps(lengths: np.ndarray, steps: int) -> np.ndarray:
@@ -75,7 +118,9 @@ def _valid_steps(lengths: np.ndarray, steps: int) -> np.ndarray:
     return np.arange(steps)[:, None] < lengths[None, :]
 
 
-def with_ones(x: Any, lengths: np.ndarray | None = None, workspace: Workspace | None = None) -> Any:
+def with_ones(
+    x: Any, lengths: np.ndarray | None = None, workspace: Workspace | None = None, *, xp: Any = None
+) -> Any:
     """A copy of ``x`` ``(T, m, n_in)`` with a column of ones appended: ``(T, m, n_in + 1)``.
 
     Against weights with the bias appended as a last column, the ones column adds the bias
@@ -83,7 +128,7 @@ def with_ones(x: Any, lengths: np.ndarray | None = None, workspace: Workspace | 
     so neither needs a pass of its own over ``(T, m, 4H)``. Steps past each length (when given)
     are zero, ones column included.
     """
-    xp = get_array_module(x)
+    xp = get_array_module(x) if xp is None else xp
     steps, batch, n_in = x.shape
     x_ones = allocate(workspace, "x_ones", (steps, batch, n_in + 1), x.dtype, xp)
     x_ones[:, :, :n_in] = x
@@ -167,7 +212,8 @@ def _final_gradient_schedule(final: Any, lengths: np.ndarray | None, xp: Any) ->
 
 
 def _zeros_or(array: Any, shape: tuple[int, ...], dtype: Any, xp: Any) -> Any:
-    return xp.zeros(shape, dtype=dtype) if array is None else array
+    """``array`` as a C-contiguous array (the cells index it), or zeros when ``None``."""
+    return xp.zeros(shape, dtype=dtype) if array is None else xp.ascontiguousarray(array)
 
 
 def lstm_forward(
@@ -181,6 +227,7 @@ def lstm_forward(
     lengths: np.ndarray | None = None,
     fused: bool | None = None,
     workspace: Workspace | None = None,
+    xp: Any = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -197,10 +244,12 @@ def lstm_forward(
         Steps per sequence, each in ``1..T`` (host NumPy array, already validated).
     fused : bool, optional
         CuPy only: fused CUDA kernels or separate ufuncs
-        (see :func:`xplstm.pointwise.fused_enabled`).
+        (see :func:`xplstm.cells.fused_enabled`).
     workspace : Workspace, optional
         Take the large buffers from here (the caller must not reuse it while ``saved`` is
         still needed); new arrays when ``None``.
+    xp : module, optional
+        ``numpy`` or ``cupy``, the backend of every array; found from them when ``None``.
 
     Returns
     -------
@@ -211,33 +260,25 @@ def lstm_forward(
         Final states (at each sequence's last valid step).
     saved : LSTMSaved
     """
-    xp = get_array_module(x, w_ih, w_hh, bias, h0, c0)
+    if xp is None:
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0)
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     dtype = x.dtype
-    x_ones = with_ones(x, lengths, workspace)
+    x_ones = with_ones(x, lengths, workspace, xp=xp)
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
-    pointwise = LSTMPointwise(xp, dtype, batch, hidden, fused)
-    scale = pointwise.input_scale
-    if scale is None:
-        gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
-        w_hh_t = w_hh.T
-    else:
-        # Fold the twin's exact 0.5 scaling of the sigmoid gates into the weights, once.
-        gates = _input_projection(
-            x_ones, w_ih * scale[:, None], None if bias is None else bias * scale, xp, workspace
-        )
-        w_hh_t = (w_hh * scale[:, None]).T
+    cell = make_cell("lstm", xp, dtype, batch, hidden, fused=fused)
+    gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
+    w_hh_t = w_hh.T
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
     h = allocate(workspace, "h", (steps, batch, hidden), dtype, xp)
     recurrent = allocate(workspace, "recurrent", (batch, 4 * hidden), dtype, xp)
-    prescaled = scale is not None
     h_prev, c_prev = h0, c0
     for t in range(steps):
         xp.matmul(h_prev, w_hh_t, out=recurrent)
-        pointwise.forward(gates[t], recurrent, c_prev, c[t], h[t], prescaled=prescaled)
+        cell.forward(gates[t], recurrent, c_prev, c[t], h[t])
         h_prev, c_prev = h[t], c[t]
 
     h_n = _at_last_step(h, lengths, xp)
@@ -245,7 +286,7 @@ def lstm_forward(
     if lengths is not None:
         # Safe in place: backward never reads h past a length (the gate gradients there are zero).
         h *= xp.asarray(_valid_steps(lengths, steps), dtype=dtype)[:, :, None]
-    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused)
+    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp)
     return h, h_n, c_n, saved
 
 
@@ -272,8 +313,7 @@ def lstm_backward(
     dbias : ndarray, (4H,)
         Gradient with respect to ``bias`` (and so to each of ``b_ih`` and ``b_hh``).
     """
-    gates, c, lengths = saved.gates, saved.c, saved.lengths
-    xp = get_array_module(gates, dy, dh_n, dc_n)
+    gates, c, lengths, xp = saved.gates, saved.c, saved.lengths, saved.xp
     steps, batch, hidden = c.shape
     dtype = c.dtype
     dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
@@ -287,7 +327,7 @@ def lstm_backward(
     entries_h = _final_gradient_schedule(dh_n, lengths, xp)
     entries_c = _final_gradient_schedule(dc_n, lengths, xp)
 
-    pointwise = LSTMPointwise(xp, dtype, batch, hidden, saved.fused)
+    cell = make_cell("lstm", xp, dtype, batch, hidden, fused=saved.fused)
     w_hh = saved.w_hh
     for t in range(steps - 1, -1, -1):
         if t in entries_h:
@@ -295,7 +335,7 @@ def lstm_backward(
         if t in entries_c:
             dc[entries_c[t]] += dc_n[entries_c[t]]
         c_prev = c[t - 1] if t > 0 else saved.c0
-        pointwise.backward(dy[t], dh, dc, gates[t], c_prev, c[t])
+        cell.backward(gates[t], dy[t], dh, dc, c_prev, c[t])
         xp.matmul(gates[t], w_hh, out=dh)
 
     dx, dw_ih, dw_hh, dbias = _weight_gradients(
@@ -312,6 +352,8 @@ def rnn_forward(
     h0: Any = None,
     *,
     lengths: np.ndarray | None = None,
+    fused: bool | None = None,
+    xp: Any = None,
 ) -> tuple[Any, Any, RNNSaved]:
     """Run a tanh RNN over a whole sequence: ``h_t = tanh(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)``.
 
@@ -323,6 +365,10 @@ def rnn_forward(
     bias : ndarray, (H,), optional
     h0 : ndarray, (m, H), optional
     lengths : ndarray of int, (m,), optional
+    fused : bool, optional
+        CuPy only: fused CUDA kernels or separate ufuncs.
+    xp : module, optional
+        ``numpy`` or ``cupy``; found from the arrays when ``None``.
 
     Returns
     -------
@@ -330,28 +376,29 @@ def rnn_forward(
     h_n : ndarray, (m, H)
     saved : RNNSaved
     """
-    xp = get_array_module(x, w_ih, w_hh, bias, h0)
+    if xp is None:
+        xp = get_array_module(x, w_ih, w_hh, bias, h0)
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
-    x_ones = with_ones(x, lengths)
+    x_ones = with_ones(x, lengths, xp=xp)
     h0 = _zeros_or(h0, (batch, hidden), x.dtype, xp)
     h = _input_projection(x_ones, w_ih, bias, xp)
     recurrent = xp.empty((batch, hidden), dtype=x.dtype)
+    cell = make_cell("rnn", xp, x.dtype, batch, hidden, fused=fused)
     w_hh_t = w_hh.T
     h_prev = h0
     for t in range(steps):
         xp.matmul(h_prev, w_hh_t, out=recurrent)
-        h[t] += recurrent
-        xp.tanh(h[t], out=h[t])
+        cell.forward(h[t], recurrent)
         h_prev = h[t]
     h_n = _at_last_step(h, lengths, xp)
     if lengths is not None:
         h *= xp.asarray(_valid_steps(lengths, steps), dtype=x.dtype)[:, :, None]
-    return h, h_n, RNNSaved(x_ones, w_ih, w_hh, h0, h, lengths)
+    return h, h_n, RNNSaved(x_ones, w_ih, w_hh, h0, h, lengths, fused, xp)
 
 
 def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, Any, Any]:
-    """Backpropagate through :func:`rnn_forward`.
+    """Backpropagate through :func:`rnn_forward` (``saved`` is left intact).
 
     Parameters
     ----------
@@ -367,8 +414,7 @@ def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, An
     dw_hh : ndarray, (H, H)
     dbias : ndarray, (H,)
     """
-    h, lengths = saved.h, saved.lengths
-    xp = get_array_module(h, dy, dh_n)
+    h, lengths, xp = saved.h, saved.lengths, saved.xp
     steps, batch, hidden = h.shape
     dtype = h.dtype
     dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
@@ -377,14 +423,11 @@ def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, An
         dh[...] = dh_n
     entries = _final_gradient_schedule(dh_n, lengths, xp)
     dpre = xp.empty_like(h)
+    cell = make_cell("rnn", xp, dtype, batch, hidden, fused=saved.fused)
     for t in range(steps - 1, -1, -1):
         if t in entries:
             dh[entries[t]] += dh_n[entries[t]]
-        # dpre = (dy + dh) * (1 - h^2)
-        xp.multiply(h[t], h[t], out=dpre[t])
-        xp.subtract(1, dpre[t], out=dpre[t])
-        dh += dy[t]
-        dpre[t] *= dh
+        cell.backward(dpre[t], h[t], dy[t], dh)
         xp.matmul(dpre[t], saved.w_hh, out=dh)
     dx, dw_ih, dw_hh, dbias = _weight_gradients(dpre, saved.x_ones, h, saved.h0, saved.w_ih, xp)
     return dx, dh, dw_ih, dw_hh, dbias

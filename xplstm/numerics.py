@@ -1,29 +1,16 @@
-"""Activations that never overflow or warn, in the dtype of their input."""
+"""Public activations that never overflow or warn, in the dtype of their input.
+
+``sigmoid`` is the NumPy twin's (``xplstm.cells.activations``, mirroring
+``kernels/activations.cuh``); ``softmax`` is the output layer's.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .cells.activations import sigmoid
 
-def sigmoid(x: Any, xp: Any, out: Any = None) -> Any:
-    """Logistic function, computed as ``0.5 + 0.5 * tanh(x / 2)``.
-
-    ``tanh`` saturates instead of overflowing, so inputs of any finite size (``+-1e4`` and beyond)
-    give 0 or 1 without a warning. Scaling by 0.5 is exact in binary floating point.
-
-    Parameters
-    ----------
-    x : ndarray
-    xp : module
-        ``numpy`` or ``cupy``.
-    out : ndarray, optional
-        Where to write the result (may be ``x`` itself).
-    """
-    out = xp.multiply(x, x.dtype.type(0.5), out=out)
-    xp.tanh(out, out=out)
-    out *= out.dtype.type(0.5)
-    out += out.dtype.type(0.5)
-    return out
+__all__ = ["sigmoid", "softmax"]
 
 
 def softmax(z: Any, xp: Any, axis: int = 0) -> Any:

@@ -1,0 +1,103 @@
+"""The recurrent cells' pointwise steps: one protocol per cell kind, one factory.
+
+A cell is built once per sequence call for one ``(m, H)`` shape and dtype; the engine then calls
+its ``forward`` and ``backward`` once per step on C-contiguous buffers it owns, with no checks in
+between. :func:`make_cell` picks the implementation:
+
+- NumPy arrays: the NumPy twin (``xplstm/cells/<cell>.py``, mirroring ``kernels/<cell>.cuh``);
+- CuPy arrays: the fused CUDA kernels built from the same header (``xplstm.cuda.fused``), or
+  with ``fused=False`` / ``XPLSTM_FUSED=0`` the twin on CuPy ufuncs (the *unfused* path).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+import numpy as np
+
+from .activations import StackedActivations, sigmoid
+from .lstm import LSTMTwin
+from .rnn import RNNTwin
+
+__all__ = [
+    "CELL_KINDS",
+    "LSTMCell",
+    "LSTMTwin",
+    "RNNCell",
+    "RNNTwin",
+    "StackedActivations",
+    "fused_enabled",
+    "make_cell",
+    "sigmoid",
+]
+
+
+class LSTMCell(Protocol):
+    """Pointwise LSTM step: see :class:`xplstm.cells.lstm.LSTMTwin` for the contract."""
+
+    implementation: str
+
+    def forward(self, gates: Any, recurrent: Any, c_prev: Any, c_next: Any, h_next: Any) -> None:
+        """Gates ``(m, 4H)`` in place to activations; writes ``c_next`` and ``h_next``."""
+
+    def backward(self, gates: Any, dy: Any, dh: Any, dc: Any, c_prev: Any, c_next: Any) -> None:
+        """Gates in place to pre-activation gradients; ``dc`` in place to ``dc_prev``."""
+
+
+class RNNCell(Protocol):
+    """Pointwise tanh-RNN step: see :class:`xplstm.cells.rnn.RNNTwin` for the contract."""
+
+    implementation: str
+
+    def forward(self, h_next: Any, recurrent: Any) -> None:
+        """``h_next = tanh(h_next + recurrent)`` in place."""
+
+    def backward(self, dpre: Any, h_next: Any, dy: Any, dh: Any) -> None:
+        """Writes the pre-activation gradient ``dpre``."""
+
+
+_TWINS: dict[str, Any] = {"lstm": LSTMTwin, "rnn": RNNTwin}
+CELL_KINDS = tuple(_TWINS)
+
+
+def fused_enabled(fused: bool | None = None) -> bool:
+    """Resolve the fused-kernel switch: the argument wins, else ``XPLSTM_FUSED`` (default on)."""
+    if fused is not None:
+        return bool(fused)
+    setting = os.environ.get("XPLSTM_FUSED", "1").strip().lower()
+    if setting in ("1", "true", "yes", "on", ""):
+        return True
+    if setting in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"XPLSTM_FUSED must be 0 or 1, got {setting!r}")
+
+
+def make_cell(
+    kind: str, xp: Any, dtype: Any, batch_size: int, hidden_size: int, *, fused: bool | None = None
+) -> Any:
+    """The pointwise step of cell ``kind`` for one shape, dtype and backend.
+
+    Parameters
+    ----------
+    kind : {"lstm", "rnn"}
+    xp : module
+        ``numpy`` or ``cupy``: the backend of every array the cell will see.
+    dtype : dtype
+    batch_size, hidden_size : int
+        ``m`` and ``H``.
+    fused : bool, optional
+        CuPy only: the fused CUDA kernels (default, see :func:`fused_enabled`) or the twin on
+        CuPy ufuncs. NumPy always runs the twin.
+
+    Returns
+    -------
+    LSTMCell or RNNCell
+    """
+    if kind not in _TWINS:
+        raise ValueError(f"kind must be one of {CELL_KINDS}, got {kind!r}")
+    if xp is not np and fused_enabled(fused):
+        from ..cuda.fused import fused_cell
+
+        return fused_cell(kind, dtype, batch_size, hidden_size)
+    return _TWINS[kind](xp, dtype, batch_size, hidden_size)

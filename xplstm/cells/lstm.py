@@ -1,0 +1,121 @@
+"""NumPy twin of ``kernels/lstm.cuh``: the pointwise LSTM step on whole ``(m, H)`` blocks.
+
+Each block of :class:`LSTMTwin` mirrors a line group of ``lstm_forward_element`` or
+``lstm_backward_element`` (the comments quote them), working in place on preallocated buffers.
+On CuPy arrays the same code is the *unfused* path: separate CuPy ufunc launches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .activations import StackedActivations
+
+__all__ = ["LSTMTwin"]
+
+
+class LSTMTwin:
+    """The pointwise LSTM step for one ``(m, H)`` shape, with its scratch allocated once.
+
+    Parameters
+    ----------
+    xp : module
+        ``numpy`` or ``cupy``.
+    dtype : dtype
+        Element type of every buffer passed to :meth:`forward` and :meth:`backward`.
+    batch_size, hidden_size : int
+        ``m`` and ``H``: per-step arrays are ``(m, H)``; gate blocks ``(m, 4H)`` in torch order
+        ``(i, f, g, o)``.
+    """
+
+    implementation = "numpy twin"
+
+    def __init__(self, xp: Any, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        self.xp = xp
+        self.dtype = np.dtype(dtype)
+        self.hidden_size = hidden_size
+        if xp is not np:
+            self.implementation = "unfused cupy"
+        cell, block = (batch_size, hidden_size), (batch_size, 4 * hidden_size)
+        self.activations = StackedActivations(xp, self.dtype, "ssts", hidden_size)
+        self.scratch = xp.empty(cell, dtype=self.dtype)
+        self.dh_total = xp.empty(cell, dtype=self.dtype)
+        self.tanh_c = xp.empty(cell, dtype=self.dtype)
+        self.upstream = xp.empty(block, dtype=self.dtype)
+        self.work = xp.empty(block, dtype=self.dtype)
+
+    def _split(self, block: Any) -> tuple[Any, Any, Any, Any]:
+        size = self.hidden_size
+        return tuple(block[:, k * size : (k + 1) * size] for k in range(4))  # type: ignore[return-value]
+
+    def forward(self, gates: Any, recurrent: Any, c_prev: Any, c_next: Any, h_next: Any) -> None:
+        """One forward step, in place (``lstm_forward_element``).
+
+        Parameters
+        ----------
+        gates : ndarray, (m, 4H)
+            In: input projection plus bias. Out: the activated gates ``(i, f, g, o)``.
+        recurrent : ndarray, (m, 4H)
+            The recurrent product ``h_prev @ W_hh.T``.
+        c_prev : ndarray, (m, H)
+        c_next, h_next : ndarray, (m, H)
+            Written: ``c_next = f * c_prev + i * g`` and ``h_next = o * tanh(c_next)``.
+        """
+        xp = self.xp
+        # i = sigmoid(gate[0] + product[0]) ... o = sigmoid(gate[3 * hidden] + ...);
+        # gate[k] = i, f, g, o
+        gates += recurrent
+        self.activations.activate(gates)
+        i, f, g, o = self._split(gates)
+        # c = f * c_prev[index] + i * g; c_next[index] = c
+        xp.multiply(f, c_prev, out=c_next)
+        xp.multiply(i, g, out=self.scratch)
+        c_next += self.scratch
+        # h_next[index] = o * tanh_of(c)
+        xp.tanh(c_next, out=self.scratch)
+        xp.multiply(o, self.scratch, out=h_next)
+
+    def backward(self, gates: Any, dy: Any, dh: Any, dc: Any, c_prev: Any, c_next: Any) -> None:
+        """One backward step, in place (``lstm_backward_element``).
+
+        Parameters
+        ----------
+        gates : ndarray, (m, 4H)
+            In: the activated gates saved by :meth:`forward`. Out: the gradients with respect to
+            the four gate pre-activations (same layout).
+        dy : ndarray, (m, H)
+            Gradient arriving at this step's output.
+        dh : ndarray, (m, H)
+            Gradient carried into ``h_next`` from the next step. Not modified.
+        dc : ndarray, (m, H)
+            In: gradient carried into ``c_next``. Out: gradient with respect to ``c_prev``.
+        c_prev, c_next : ndarray, (m, H)
+            Cell states before and after this step.
+        """
+        xp = self.xp
+        i, f, g, o = self._split(gates)
+        up_i, up_f, up_g, up_o = self._split(self.upstream)
+        dh_total, tanh_c, tanh_grad = self.dh_total, self.tanh_c, self.scratch
+        # dh_total = dy[index] + dh[index]; tanh_c = tanh_of(c_next[index])
+        xp.add(dy, dh, out=dh_total)
+        xp.tanh(c_next, out=tanh_c)
+        # dc_total = dc[index] + dh_total * o * tanh_grad_from_output(tanh_c)
+        xp.subtract(1, tanh_c, out=tanh_grad)
+        xp.add(tanh_c, 1, out=up_i)
+        tanh_grad *= up_i
+        xp.multiply(dh_total, o, out=up_i)
+        up_i *= tanh_grad
+        dc += up_i
+        # the factors beside each derivative: dc_total * g, dc_total * c_prev, dc_total * i,
+        # dh_total * tanh_c
+        xp.multiply(dc, g, out=up_i)
+        xp.multiply(dc, c_prev, out=up_f)
+        xp.multiply(dc, i, out=up_g)
+        xp.multiply(dh_total, tanh_c, out=up_o)
+        # dc[index] = dc_total * f
+        dc *= f
+        # gate[k] = factor * sigmoid_grad_from_output(i) ... tanh_grad_from_output(g) ...
+        self.activations.grad_from_output(gates, self.work)
+        gates *= self.upstream

@@ -1,0 +1,100 @@
+"""Fused CUDA cells: each step is one CuPy ``ElementwiseKernel`` launch of a header function.
+
+The kernels come from :mod:`xplstm.cuda.specs`, are compiled by CuPy on their first launch and
+memoized per cell, dtype and device. A cell is built once per sequence call; per step it only
+launches (the engine hands it C-contiguous buffers of the planned shape).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from .specs import kernel_preamble, kernel_specs
+
+__all__ = ["FusedLSTMCell", "FusedRNNCell", "elementwise_kernels", "fused_cell"]
+
+_KERNELS: dict[tuple[str, np.dtype, int], dict[str, Any]] = {}
+_KERNELS_LOCK = threading.Lock()
+
+
+def elementwise_kernels(cell: str, dtype: Any) -> dict[str, Any]:
+    """``{"forward": kernel, "backward": kernel}`` for ``cell`` on the current CuPy device.
+
+    Built once per cell, dtype and device. Raises ``TypeError`` for a dtype other than float32
+    or float64.
+    """
+    import cupy
+
+    dtype = np.dtype(dtype)
+    specs = kernel_specs(cell, dtype)
+    key = (cell, dtype, cupy.cuda.runtime.getDevice())
+    kernels = _KERNELS.get(key)
+    if kernels is None:
+        with _KERNELS_LOCK:
+            kernels = _KERNELS.get(key)
+            if kernels is None:
+                preamble = kernel_preamble(cell)
+                kernels = {}
+                for step, spec in specs.items():
+                    kernels[step] = cupy.ElementwiseKernel(
+                        spec.in_params, spec.out_params, spec.operation, spec.name,
+                        preamble=preamble,
+                    )  # fmt: skip
+                _KERNELS[key] = kernels
+    return kernels
+
+
+class FusedLSTMCell:
+    """The LSTM step as fused kernels (same contract as :class:`xplstm.cells.LSTMTwin`)."""
+
+    implementation = "fused cuda"
+
+    def __init__(self, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        kernels = elementwise_kernels("lstm", dtype)
+        self._forward, self._backward = kernels["forward"], kernels["backward"]
+        self.hidden_size = hidden_size
+        self.size = batch_size * hidden_size
+
+    def forward(self, gates: Any, recurrent: Any, c_prev: Any, c_next: Any, h_next: Any) -> None:
+        """One forward step (``lstm_forward_element``), all arrays C-contiguous."""
+        if self.size:
+            self._forward(
+                recurrent, c_prev, self.hidden_size, gates, c_next, h_next, size=self.size
+            )
+
+    def backward(self, gates: Any, dy: Any, dh: Any, dc: Any, c_prev: Any, c_next: Any) -> None:
+        """One backward step (``lstm_backward_element``), all arrays C-contiguous."""
+        if self.size:
+            self._backward(dy, dh, c_prev, c_next, self.hidden_size, gates, dc, size=self.size)
+
+
+class FusedRNNCell:
+    """The tanh-RNN step as fused kernels (same contract as :class:`xplstm.cells.RNNTwin`)."""
+
+    implementation = "fused cuda"
+
+    def __init__(self, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        kernels = elementwise_kernels("rnn", dtype)
+        self._forward, self._backward = kernels["forward"], kernels["backward"]
+        self.size = batch_size * hidden_size
+
+    def forward(self, h_next: Any, recurrent: Any) -> None:
+        """One forward step (``rnn_forward_element``), all arrays C-contiguous."""
+        if self.size:
+            self._forward(recurrent, h_next, size=self.size)
+
+    def backward(self, dpre: Any, h_next: Any, dy: Any, dh: Any) -> None:
+        """One backward step (``rnn_backward_element``), all arrays C-contiguous."""
+        if self.size:
+            self._backward(h_next, dy, dh, dpre, size=self.size)
+
+
+_FUSED = {"lstm": FusedLSTMCell, "rnn": FusedRNNCell}
+
+
+def fused_cell(kind: str, dtype: Any, batch_size: int, hidden_size: int) -> Any:
+    """The fused CUDA cell of ``kind`` (``"lstm"`` or ``"rnn"``) for one shape."""
+    return _FUSED[kind](dtype, batch_size, hidden_size)
