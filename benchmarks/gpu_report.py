@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +98,12 @@ def git_commit(repo: Path = REPO) -> dict[str, Any]:
         return {"commit": commit, "commit_source": "environment", "dirty": None}
 
 
+def use_checkout() -> None:
+    """Import xplstm from this checkout, installed or not (the script runs from the repository)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
 def median(samples: list[float]) -> float:
     return float(statistics.median(samples))
 
@@ -149,18 +153,13 @@ def summarize(sizes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    """Write ``report`` as JSON to ``path`` atomically (temporary file, then rename)."""
+    """Write ``report`` as JSON to ``path`` atomically (temporary file, fsync, rename)."""
+    use_checkout()
+    from xplstm.atomic import write_json_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(report, stream, indent=2, sort_keys=False)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, report, indent=2, sort_keys=False)
 
 
 def _format(value: float | None, spec: str) -> str:
@@ -211,20 +210,14 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def require_gpu() -> Any:
-    """Import CuPy and check for a CUDA device, or stop with a clear message."""
+    """CuPy with a usable CUDA device, or stop with the sentence saying why not."""
+    use_checkout()
+    from xplstm.devices import require_cupy
+
     try:
-        import cupy
-    except ImportError as error:
-        raise SystemExit(
-            f"gpu_report: CuPy is not installed ({error}); this script needs a CUDA GPU and CuPy"
-        ) from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # no driver or runtime
-        raise SystemExit(f"gpu_report: CUDA is not usable through CuPy: {error}") from None
-    if count == 0:
-        raise SystemExit("gpu_report: CuPy found no CUDA device; this script needs a GPU")
-    return cupy
+        return require_cupy()
+    except RuntimeError as error:
+        raise SystemExit(f"gpu_report: {error}; this script needs a CUDA GPU and CuPy") from None
 
 
 def optional_torch() -> tuple[Any, str | None]:
@@ -482,8 +475,6 @@ def environment(cupy: Any, torch: Any, torch_problem: str | None) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cupy = require_gpu()
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from xplstm import engine
 
     torch, torch_problem = optional_torch()

@@ -1,8 +1,8 @@
 """Atomic ``.npz`` checkpoints without pickles.
 
-:func:`save_npz_atomic` writes the archive to a temporary file in the target's directory, flushes
-and fsyncs it, then renames it over the target, so a reader sees either the old file or the
-complete new one, never a half-written file. The archive lands at exactly the path given (NumPy's
+:func:`save_npz_atomic` writes the archive through :func:`xplstm.atomic.write_atomic` (temporary
+file in the target's folder, fsync, rename), so a reader sees either the old file or the complete
+new one, never a half-written file. The archive lands at exactly the path given (NumPy's
 ``savez`` would append ``.npz`` to a name without it). :func:`load_npz` reads with
 ``allow_pickle=False`` and turns truncated or foreign files into a ``ValueError`` naming the path.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+from .atomic import write_atomic
 from .backend import asnumpy
 
 __all__ = ["load_npz", "save_npz_atomic"]
@@ -37,31 +37,6 @@ _READ_ERRORS = (
 )
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once, at import: os.umask can only be read by setting it, which would briefly change it
-# for every thread of the process on each save.
-_UMASK = _read_umask()
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, Any], *, compress: bool = False):
     """Write ``arrays`` to an ``.npz`` archive at exactly ``path``, atomically.
 
@@ -69,7 +44,7 @@ def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, Any], *, compr
     ----------
     path : str or path-like
         Destination; no suffix is added. An existing file is replaced only once the new archive
-        is complete on disk.
+        is complete on disk; a symbolic link is followed (its target is replaced).
     arrays : mapping of str to array
         NumPy or CuPy arrays (CuPy arrays are copied to the host) or array-likes. Object arrays
         are refused: checkpoints never hold pickles.
@@ -96,29 +71,15 @@ def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, Any], *, compr
             )
         prepared[name] = array
 
-    directory = os.path.dirname(os.path.abspath(path))
     compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
-    try:
-        with os.fdopen(fd, "w+b") as handle:
-            with zipfile.ZipFile(handle, mode="w", compression=compression) as archive:
-                for name, array in prepared.items():
-                    with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if os.name == "posix":  # mkstemp makes the file 0600; give it the usual mode
-            os.chmod(temporary, 0o666 & ~_UMASK)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
+
+    def write(handle: IO[bytes]) -> None:
+        with zipfile.ZipFile(handle, mode="w", compression=compression) as archive:
+            for name, array in prepared.items():
+                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+
+    write_atomic(path, write)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

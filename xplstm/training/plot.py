@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
+
+from ..atomic import write_atomic
 
 __all__ = ["plot_history"]
 
@@ -19,8 +19,13 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str) 
         ``train_loss``, ``train_accuracy`` and ``test_accuracy`` per epoch (``nan`` entries of
         ``test_accuracy`` are not drawn).
     path : path
-        Where the PNG goes (written to a temporary file first, then renamed).
+        Where the PNG goes (written atomically: temporary file, fsync, rename).
     title : str
+
+    Returns
+    -------
+    Path
+        ``path`` (a symbolic link stays and its target is replaced).
 
     Raises
     ------
@@ -32,7 +37,6 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str) 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    path = Path(path)
     epochs = range(1, len(history["train_loss"]) + 1)
     figure = Figure(figsize=(9, 3.6), layout="constrained")
     loss_axes, accuracy_axes = figure.subplots(1, 2)
@@ -47,16 +51,5 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str) 
     for axes in (loss_axes, accuracy_axes):
         axes.grid(alpha=0.3)
     figure.suptitle(title)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=110)
-        if os.name == "posix":  # mkstemp makes the file 0600; give it the usual mode
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(temporary, 0o666 & ~mask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    write_atomic(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    return Path(path)
