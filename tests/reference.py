@@ -1,4 +1,5 @@
-"""Independent float64 references: the course's formulas written out as plain per-step loops.
+"""Independent float64 references: the course's formulas, and the torch-style layer
+(``xplstm.LSTM``: stacked, bidirectional, variable lengths), written out as plain per-step loops.
 
 Nothing here imports xplstm; every test compares the library against these.
 """
@@ -151,3 +152,106 @@ def random_lstm_parameters(rng, n_x, n_a, n_y, scale=0.5):
     parameters["Wy"] = scale * rng.standard_normal((n_y, n_a))
     parameters["by"] = scale * rng.standard_normal((n_y, 1))
     return parameters
+
+
+# ------------------------------------------------------------ the torch-style layer (xplstm.LSTM)
+
+
+def _suffix(layer, direction):
+    return f"l{layer}" + ("_reverse" if direction else "")
+
+
+def _layer_weights(params, layer, direction):
+    suffix = _suffix(layer, direction)
+    bias = params.get(f"bias_ih_{suffix}", 0.0) + params.get(f"bias_hh_{suffix}", 0.0)
+    return params[f"weight_ih_{suffix}"], params[f"weight_hh_{suffix}"], bias
+
+
+def _layer_cell(w_ih, w_hh, bias, xt, h, c):
+    """One step of one sequence, gates in torch order ``(i, f, g, o)``."""
+    hidden = h.shape[0]
+    z = w_ih @ xt + w_hh @ h + bias
+    i, f, o = (sigmoid(z[k * hidden : (k + 1) * hidden]) for k in (0, 1, 3))
+    g = np.tanh(z[2 * hidden : 3 * hidden])
+    c_next = f * c + i * g
+    return o * np.tanh(c_next), c_next, (i, f, g, o)
+
+
+def layer_forward(params, x, h0, c0, lengths, num_layers, bidirectional, hidden):
+    """``torch.nn.LSTM`` as plain loops, one sequence and one step at a time, time-major
+    ``x (T, m, in)``; ``params`` are float64 arrays named as in its ``state_dict``.
+
+    Sequence ``b`` runs steps ``0 .. L_b - 1`` (the reverse direction from ``L_b - 1`` back to 0);
+    its outputs past ``L_b`` are zero. Returns ``y (T, m, D * H)``, ``h_n``, ``c_n`` and the tape
+    :func:`layer_backward` reads.
+    """
+    steps, batch, _ = x.shape
+    directions = 2 if bidirectional else 1
+    lengths = [steps] * batch if lengths is None else [int(n) for n in lengths]
+    shape = (num_layers * directions, batch, hidden)
+    h0 = np.zeros(shape) if h0 is None else np.asarray(h0, dtype=np.float64)
+    c0 = np.zeros(shape) if c0 is None else np.asarray(c0, dtype=np.float64)
+    h_n, c_n = np.zeros(shape), np.zeros(shape)
+    tape = []  # per layer: its input and, per (direction, sequence), the steps taken
+    layer_input = np.asarray(x, dtype=np.float64)
+    for layer in range(num_layers):
+        output = np.zeros((steps, batch, directions * hidden))
+        taken = {}
+        for direction in range(directions):
+            weights = _layer_weights(params, layer, direction)
+            row = layer * directions + direction
+            columns = slice(direction * hidden, (direction + 1) * hidden)
+            for b in range(batch):
+                h, c = h0[row, b], c0[row, b]
+                order = range(lengths[b]) if direction == 0 else range(lengths[b] - 1, -1, -1)
+                taken[direction, b] = []
+                for t in order:
+                    h_prev, c_prev = h, c
+                    h, c, gates = _layer_cell(*weights, layer_input[t, b], h_prev, c_prev)
+                    taken[direction, b].append((t, h_prev, c_prev, c, gates))
+                    output[t, b, columns] = h
+                h_n[row, b], c_n[row, b] = h, c
+        tape.append((layer_input, taken))
+        layer_input = output
+    return layer_input, h_n, c_n, tape
+
+
+def layer_backward(params, tape, dy, dh_n, dc_n, hidden):
+    """Gradients of ``sum(y * dy) + sum(h_n * dh_n) + sum(c_n * dc_n)`` for the forward that
+    wrote ``tape``, back through each sequence's steps one at a time (``dh_n``/``dc_n`` may be
+    None). Returns ``dx``, ``dh0``, ``dc0`` and the parameter gradients keyed like ``params``.
+    """
+    grads = {name: np.zeros(np.shape(value)) for name, value in params.items()}
+    directions = 1 + max(direction for direction, _ in tape[0][1])
+    shape = (len(tape) * directions, np.shape(dy)[1], hidden)
+    dh_n = np.zeros(shape) if dh_n is None else np.asarray(dh_n, dtype=np.float64)
+    dc_n = np.zeros(shape) if dc_n is None else np.asarray(dc_n, dtype=np.float64)
+    dh0, dc0 = np.zeros(shape), np.zeros(shape)
+    d_output = np.asarray(dy, dtype=np.float64)
+    for layer in reversed(range(len(tape))):
+        layer_input, taken = tape[layer]
+        d_input = np.zeros_like(layer_input)
+        for (direction, b), steps in taken.items():
+            suffix = _suffix(layer, direction)
+            w_ih, w_hh, _ = _layer_weights(params, layer, direction)
+            row = layer * directions + direction
+            columns = slice(direction * hidden, (direction + 1) * hidden)
+            dh, dc = dh_n[row, b], dc_n[row, b]
+            for t, h_prev, c_prev, c, (i, f, g, o) in reversed(steps):
+                dh = dh + d_output[t, b, columns]
+                tanh_c = np.tanh(c)
+                dc = dc + dh * o * (1.0 - tanh_c**2)
+                dz = np.concatenate(
+                    [dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                     dc * i * (1.0 - g**2), dh * tanh_c * o * (1.0 - o)]
+                )  # fmt: skip
+                grads[f"weight_ih_{suffix}"] += np.outer(dz, layer_input[t, b])
+                grads[f"weight_hh_{suffix}"] += np.outer(dz, h_prev)
+                for name in (f"bias_ih_{suffix}", f"bias_hh_{suffix}"):
+                    if name in grads:
+                        grads[name] += dz
+                d_input[t, b] += w_ih.T @ dz
+                dh, dc = w_hh.T @ dz, dc * f
+            dh0[row, b], dc0[row, b] = dh, dc
+        d_output = d_input
+    return d_output, dh0, dc0, grads

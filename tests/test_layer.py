@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import reference as ref
 from conftest import assert_close, to_numpy
 
 from xplstm.backend import require_cupy
@@ -26,68 +27,51 @@ def device_of(xp) -> str:
     return "cpu" if xp is np else "cuda"
 
 
-def sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def reference_lstm(params, x, h0, c0, lengths, num_layers, bidirectional, hidden):
-    """Plain float64 loops, one sequence and one step at a time, time-major ``x (T, m, in)``.
-
-    The reverse direction runs each sequence from its last valid step back to step 0.
-    """
-    steps, batch, _ = x.shape
-    directions = 2 if bidirectional else 1
-    lengths = [steps] * batch if lengths is None else list(lengths)
-    rows = num_layers * directions
-    h_n = np.zeros((rows, batch, hidden))
-    c_n = np.zeros((rows, batch, hidden))
-    layer_input = np.asarray(x, dtype=np.float64)
-    for layer in range(num_layers):
-        output = np.zeros((steps, batch, directions * hidden))
-        for direction in range(directions):
-            suffix = f"l{layer}" + ("_reverse" if direction else "")
-            w_ih = params[f"weight_ih_{suffix}"]
-            w_hh = params[f"weight_hh_{suffix}"]
-            bias = params.get(f"bias_ih_{suffix}", 0.0) + params.get(f"bias_hh_{suffix}", 0.0)
-            row = layer * directions + direction
-            for b in range(batch):
-                h = np.zeros(hidden) if h0 is None else np.array(h0[row, b], dtype=np.float64)
-                c = np.zeros(hidden) if c0 is None else np.array(c0[row, b], dtype=np.float64)
-                order = range(lengths[b]) if direction == 0 else range(lengths[b] - 1, -1, -1)
-                for t in order:
-                    z = w_ih @ layer_input[t, b] + w_hh @ h + bias
-                    i = sigmoid(z[:hidden])
-                    f = sigmoid(z[hidden : 2 * hidden])
-                    g = np.tanh(z[2 * hidden : 3 * hidden])
-                    o = sigmoid(z[3 * hidden :])
-                    c = f * c + i * g
-                    h = o * np.tanh(c)
-                    output[t, b, direction * hidden : (direction + 1) * hidden] = h
-                h_n[row, b] = h
-                c_n[row, b] = c
-        layer_input = output
-    return layer_input, h_n, c_n
-
-
 def host_params(model):
     return {name: to_numpy(array).astype(np.float64) for name, array in model.state_dict().items()}
 
 
-def reference_for(model, x, h0=None, c0=None, lengths=None):
-    """The reference in the model's layout (handles ``batch_first``)."""
-    x = to_numpy(x)
-    time_major = x.transpose(1, 0, 2) if model.batch_first else x
-    y, h_n, c_n = reference_lstm(
+def time_major(model, array):
+    """``array`` in the model's layout to time-major, or back (the same transpose)."""
+    return array.transpose(1, 0, 2) if model.batch_first else array
+
+
+def host(array):
+    return None if array is None else to_numpy(array)
+
+
+def reference_run(model, x, h0=None, c0=None, lengths=None):
+    """The float64 loops (``tests/reference.py``) on the model's parameters and layout."""
+    y, h_n, c_n, tape = ref.layer_forward(
         host_params(model),
-        time_major,
-        None if h0 is None else to_numpy(h0),
-        None if c0 is None else to_numpy(c0),
+        time_major(model, to_numpy(x)),
+        host(h0),
+        host(c0),
         lengths,
         model.num_layers,
         model.bidirectional,
         model.hidden_size,
     )
-    return (y.transpose(1, 0, 2) if model.batch_first else y), h_n, c_n
+    return time_major(model, y), h_n, c_n, tape
+
+
+def reference_for(model, x, h0=None, c0=None, lengths=None):
+    """The reference forward ``y, h_n, c_n`` in the model's layout."""
+    return reference_run(model, x, h0, c0, lengths)[:3]
+
+
+def reference_gradients_for(model, x, h0, c0, lengths, dy, dh_n, dc_n):
+    """The reference ``dx, dh0, dc0, grads`` for upstream gradients in the model's layout."""
+    _, _, _, tape = reference_run(model, x, h0, c0, lengths)
+    dx, dh0, dc0, grads = ref.layer_backward(
+        host_params(model),
+        tape,
+        time_major(model, to_numpy(dy)),
+        host(dh_n),
+        host(dc_n),
+        model.hidden_size,
+    )
+    return time_major(model, dx), dh0, dc0, grads
 
 
 def make_inputs(model, steps, batch, rng, with_state=True):
@@ -135,31 +119,36 @@ def test_forward_matches_loop_reference(xp, dtype, config, with_state, lengths):
 
 
 @pytest.mark.parametrize(("config", "with_state", "lengths"), CONFIGS)
-def test_gradients_match_float64_cpu(xp, dtype, config, with_state, lengths):
-    """Every dtype and backend agrees with the float64 CPU layer (checked by finite differences
-    below) to its dtype's tolerance."""
+def test_gradients_match_loop_reference(xp, dtype, config, with_state, lengths):
+    """Every dtype and backend: dx, dh0, dc0 and every parameter gradient agree with the float64
+    loops of ``tests/reference.py`` (run on the same, dtype-rounded, inputs and parameters) to
+    the dtype's tolerance."""
     rng = np.random.default_rng(3)
-    reference = LSTM(3, 4, **config, dtype="float64", seed=4)
-    model = LSTM(3, 4, **config, dtype=dtype, device=device_of(xp))
-    model.load_state_dict(reference.state_dict())
+    model = LSTM(3, 4, **config, dtype=dtype, device=device_of(xp), seed=4)
     x, h0, c0 = make_inputs(model, 6, 5, rng, with_state)
-    state = None if h0 is None else (h0, c0)
-    y, (h_n, _) = reference(x, state, lengths=lengths)
-    dy, dh_n, dc_n = (rng.standard_normal(a.shape) for a in (y, h_n, h_n))
-    expected_dx, (expected_dh0, expected_dc0) = reference.backward(dy, (dh_n, dc_n))
+    rows = model.num_layers * model.num_directions
+    y_shape = (*x.shape[:2], model.num_directions * model.hidden_size)
+    dy = rng.standard_normal(y_shape)
+    dh_n, dc_n = rng.standard_normal((2, rows, 5, model.hidden_size))
+    x, h0, c0, dy, dh_n, dc_n = (
+        None if a is None else a.astype(dtype) for a in (x, h0, c0, dy, dh_n, dc_n)
+    )
 
     def on_device(array):
-        return None if array is None else xp.asarray(array, dtype=dtype)
+        return None if array is None else xp.asarray(array)
 
     model(on_device(x), None if h0 is None else (on_device(h0), on_device(c0)), lengths=lengths)
     dx, (dh0, dc0) = model.backward(on_device(dy), (on_device(dh_n), on_device(dc_n)))
-    assert dx.dtype == dtype and dx.shape == x.shape
-    assert_close(dx, expected_dx, dtype, name="dx")
-    assert_close(dh0, expected_dh0, dtype, name="dh0")
-    assert_close(dc0, expected_dc0, dtype, name="dc0")
-    for name in reference.grads:
-        assert model.grads[name].dtype == dtype
-        assert_close(model.grads[name], reference.grads[name], dtype, name=name)
+    want_dx, want_dh0, want_dc0, want_grads = reference_gradients_for(
+        model, x, h0, c0, lengths, dy, dh_n, dc_n
+    )
+    assert isinstance(dx, xp.ndarray)
+    assert_close(dx, want_dx, dtype, name="dx")
+    assert_close(dh0, want_dh0, dtype, name="dh0")
+    assert_close(dc0, want_dc0, dtype, name="dc0")
+    assert list(model.grads) == list(want_grads)
+    for name, want in want_grads.items():
+        assert_close(model.grads[name], want, dtype, name=name)
 
 
 def test_float32_layer_is_within_float32_tolerance_of_float64():
@@ -240,6 +229,25 @@ def loss_of(model, x, h0, c0, lengths, weights):
     return float(np.sum(y * wy) + np.sum(h_n * wh) + np.sum(c_n * wc))
 
 
+FD_STEP = 1e-6  # float64: truncation ~ FD_STEP**2, rounding ~ eps / FD_STEP, both << 1e-7
+
+
+def central_difference(loss, array, index, step=FD_STEP):
+    """``d loss / d array.flat[index]`` by central differences, perturbing the live array."""
+    flat = array.reshape(-1)  # a view of the contiguous parameter or input
+    original = flat[index]
+    flat[index] = original + step
+    plus = loss()
+    flat[index] = original - step
+    minus = loss()
+    flat[index] = original
+    return (plus - minus) / (2 * step)
+
+
+def assert_matches_difference(numeric, exact, where):
+    assert abs(numeric - exact) <= 1e-7 * max(1.0, abs(exact)), (where, numeric, exact)
+
+
 def test_gradients_match_central_finite_differences():
     """Stacked, bidirectional, batch_first, variable lengths, initial states, float64."""
     rng = np.random.default_rng(10)
@@ -253,20 +261,13 @@ def test_gradients_match_central_finite_differences():
     assert np.all(dx[~np.broadcast_to(valid_mask(model, 4, lengths, 3), dx.shape)] == 0)
 
     variables = {"x": x, "h0": h0, "c0": c0, **dict(model.named_parameters())}
-    step = 1e-6
     for name, array in variables.items():
-        flat = array.reshape(-1)  # a view: perturbs the live array
-        picks = rng.choice(flat.size, size=min(flat.size, 8), replace=False)
+        picks = rng.choice(array.size, size=min(array.size, 8), replace=False)
         for index in picks:
-            original = flat[index]
-            flat[index] = original + step
-            plus = loss_of(model, x, h0, c0, lengths, weights)
-            flat[index] = original - step
-            minus = loss_of(model, x, h0, c0, lengths, weights)
-            flat[index] = original
-            numeric = (plus - minus) / (2 * step)
-            exact = analytic[name].reshape(-1)[index]
-            assert abs(numeric - exact) <= 1e-7 * max(1.0, abs(exact)), (name, index)
+            numeric = central_difference(
+                lambda: loss_of(model, x, h0, c0, lengths, weights), array, index
+            )
+            assert_matches_difference(numeric, analytic[name].reshape(-1)[index], (name, index))
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -295,11 +296,25 @@ def test_grads_accumulate_until_zero_grad(xp):
     assert not any(bool(xp.any(g)) for g in model.grads.values())
 
 
-def test_bias_gradients_are_equal_for_ih_and_hh():
-    model = LSTM(2, 3, dtype="float64", seed=0)
-    y, _ = model(np.ones((3, 2, 2)))
-    model.backward(np.ones_like(y))
-    np.testing.assert_array_equal(model.grads["bias_ih_l0"], model.grads["bias_hh_l0"])
+def test_bias_ih_and_hh_gradients_match_central_finite_differences():
+    """Every entry of each of bias_ih and bias_hh, every layer and direction, float64, against
+    central differences of a scalar loss perturbing that bias alone."""
+    rng = np.random.default_rng(16)
+    model = LSTM(2, 3, 2, bidirectional=True, dtype="float64", seed=17)
+    lengths = [4, 2, 3]
+    x, h0, c0 = make_inputs(model, 4, 3, rng)
+    y, (h_n, _) = model(x, (h0, c0), lengths=lengths)
+    weights = (rng.standard_normal(y.shape), *rng.standard_normal((2, *h_n.shape)))
+    model.backward(weights[0], (weights[1], weights[2]))
+    biases = {name: array for name, array in model.named_parameters() if "bias" in name}
+    assert len(biases) == 2 * 2 * 2  # ih and hh, two layers, two directions
+    for name, array in biases.items():
+        analytic = model.grads[name].copy()
+        for index in range(array.size):
+            numeric = central_difference(
+                lambda: loss_of(model, x, h0, c0, lengths, weights), array, index
+            )
+            assert_matches_difference(numeric, analytic[index], (name, index))
 
 
 def test_backward_with_only_final_state_gradients():
