@@ -18,6 +18,7 @@ zero), which keeps the loop free of gathers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,21 @@ __all__ = [
 ]
 
 
+class _Record:
+    """Deep copies copy the arrays and share the backend module ``xp`` (modules do not copy)."""
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        fields = {
+            field.name: getattr(self, field.name)
+            if field.name == "xp"
+            else copy.deepcopy(getattr(self, field.name), memo)
+            for field in dataclasses.fields(self)  # type: ignore[arg-type]
+        }
+        return type(self)(**fields)
+
+
 @dataclass
-class LSTMSaved:
+class LSTMSaved(_Record):
     """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
 
     ``x_ones`` ``(T, m, n_in + 1)`` is the input with a column of ones appended (see
@@ -86,7 +100,7 @@ class LSTMSaved:
 
 
 @dataclass
-class RNNSaved:
+class RNNSaved(_Record):
     """What :func:`rnn_forward` keeps for :func:`rnn_backward`; ``h`` is ``(T, m, H)``.
 
     :func:`rnn_backward` leaves it intact.

@@ -1,0 +1,43 @@
+"""The cell factory: one protocol per cell kind, the implementation chosen from the backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xplstm import cells
+
+
+@pytest.mark.parametrize(
+    ("kind", "twin"), [("lstm", cells.LSTMTwin), ("rnn", cells.RNNTwin)], ids=["lstm", "rnn"]
+)
+@pytest.mark.parametrize("fused", [None, True, False])
+def test_numpy_always_gets_the_twin(kind, twin, fused):
+    cell = cells.make_cell(kind, np, np.float32, 3, 5, fused=fused)
+    assert type(cell) is twin and cell.implementation == "numpy twin"
+
+
+def test_unknown_cell_kind_is_named():
+    with pytest.raises(ValueError, match=r"kind must be one of \('lstm', 'rnn'\), got 'gru'"):
+        cells.make_cell("gru", np, np.float32, 3, 5)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("1", True), ("", True), ("on", True), ("0", False), ("off", False), (" False ", False)],
+)
+def test_fused_switch_reads_the_environment(monkeypatch, setting, expected):
+    monkeypatch.setenv("XPLSTM_FUSED", setting)
+    assert cells.fused_enabled() is expected
+    assert cells.fused_enabled(not expected) is (not expected)  # the argument wins
+
+
+def test_fused_switch_rejects_other_values(monkeypatch):
+    monkeypatch.setenv("XPLSTM_FUSED", "maybe")
+    with pytest.raises(ValueError, match="XPLSTM_FUSED must be 0 or 1, got 'maybe'"):
+        cells.fused_enabled()
+
+
+def test_stacked_activations_need_known_kinds():
+    with pytest.raises(ValueError, match="kinds must use 's'"):
+        cells.StackedActivations(np, np.float64, "sx", 2)
