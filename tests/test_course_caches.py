@@ -139,3 +139,29 @@ def test_a_plain_pair_of_caches_is_refused(lstm_problem):
     _, _, _, caches = xplstm.lstm_forward(x, a0, p)
     with pytest.raises(TypeError, match=r"returned by xplstm\.lstm_forward"):
         xplstm.lstm_backward(da, (caches[0], caches[1]))
+
+
+@pytest.mark.parametrize("covered", [1, 4])
+def test_lstm_backward_with_a_shorter_da_runs_the_first_steps_like_the_course(
+    lstm_problem, covered
+):
+    """The course notebook's test cell passes a 4-step ``da`` for a 7-step forward."""
+    p, x, a0, da = lstm_problem
+    _, _, _, caches = xplstm.lstm_forward(x, a0, p)
+    short = da[:, :, :covered]
+    with pytest.warns(UserWarning, match=f"da covers {covered} time steps but the caches hold 6"):
+        got = xplstm.lstm_backward(short, caches)
+    want = reference.lstm_backward(short, x[:, :, :covered], a0, p)
+    assert got["dx"].shape == (N_X, M, covered)
+    for key, value in want.items():
+        assert_close(got[key], value, np.float64, name=key)
+
+
+def test_rnn_backward_with_a_shorter_da_runs_the_first_steps_like_the_course(rnn_problem):
+    p, x, a0, da = rnn_problem
+    _, _, caches = xplstm.rnn_forward(x, a0, p)
+    with pytest.warns(UserWarning, match="da covers 4 time steps but the caches hold 6"):
+        got = xplstm.rnn_backward(da[:, :, :4], caches)
+    want = reference.rnn_backward(da[:, :, :4], x[:, :, :4], a0, p)
+    for key, value in want.items():
+        assert_close(got[key], value, np.float64, name=key)

@@ -68,8 +68,8 @@ CASES = [
      ValueError, "x has 2 features but the weights expect n_x=3"),
     (lambda: xplstm.lstm_forward(X, A0[:, :1], LSTM_P),
      ValueError, "a0 has batch size m=1 but x has m=4"),
-    (lambda: xplstm.lstm_backward(np.ones((5, 4, 5)), xplstm.lstm_forward(X, A0, LSTM_P)[3]),
-     ValueError, "da covers 5 time steps but the caches hold 6"),
+    (lambda: xplstm.lstm_backward(np.ones((5, 4, 7)), xplstm.lstm_forward(X, A0, LSTM_P)[3]),
+     ValueError, "da covers 7 time steps but the caches hold 6"),
     (lambda: xplstm.lstm_backward(np.ones((5, 3, 6)), xplstm.lstm_forward(X, A0, LSTM_P)[3]),
      ValueError, r"da has shape \(5, 3, 6\)"),
     (lambda: xplstm.lstm_backward(np.ones((5, 4, 6)), "not caches"),
@@ -86,8 +86,8 @@ CASES = [
      KeyError, "parameters is missing 'Waa'"),
     (lambda: xplstm.rnn_forward(X, A0, replaced(RNN_P, "ba", np.ones((4, 1)))),
      ValueError, r"parameters\['ba'\] has shape \(4, 1\)"),
-    (lambda: xplstm.rnn_backward(np.ones((5, 4, 2)), xplstm.rnn_forward(X, A0, RNN_P)[2]),
-     ValueError, "da covers 2 time steps but the caches hold 6"),
+    (lambda: xplstm.rnn_backward(np.ones((5, 4, 9)), xplstm.rnn_forward(X, A0, RNN_P)[2]),
+     ValueError, "da covers 9 time steps but the caches hold 6"),
     (lambda: xplstm.rnn_cell_backward(np.ones((5, 4), dtype=np.float32),
                                       xplstm.rnn_cell_forward(X[:, :, 0], A0, RNN_P)[2]),
      TypeError, "a_next has dtype float64 but da_next has dtype float32"),
@@ -155,3 +155,55 @@ def test_import_does_not_import_cupy():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- sequence lengths
+
+
+def test_check_lengths_returns_int64_host_lengths_or_none_when_nothing_is_masked():
+    from xplstm.validation import check_lengths
+
+    checked = check_lengths([3, 1, 2], batch=3, steps=3)
+    assert checked.dtype == np.int64 and checked.tolist() == [3, 1, 2]
+    assert check_lengths(np.array([4, 4], dtype=np.uint8), batch=2, steps=4) is None
+    assert check_lengths(None, batch=2, steps=4) is None
+
+
+@pytest.mark.parametrize(
+    ("lengths", "error", "pattern"),
+    [
+        ([1.5, 2.0], TypeError, "lengths must hold integers, got dtype float64"),
+        ([[1, 2]], ValueError, r"one entry per sequence \(m=2,\), got shape \(1, 2\)"),
+        ([1, 2, 3], ValueError, r"one entry per sequence \(m=2,\), got shape \(3,\)"),
+        ([2, 0], ValueError, r"lengths must be in 1..T=4, got lengths\[1\] = 0"),
+        ([5, 1], ValueError, r"lengths must be in 1..T=4, got lengths\[0\] = 5"),
+        (object(), TypeError, "lengths must hold integers, got dtype object"),
+    ],
+)
+def test_check_lengths_names_what_is_wrong(lengths, error, pattern):
+    from xplstm.validation import check_lengths
+
+    with pytest.raises(error, match=pattern):
+        check_lengths(lengths, batch=2, steps=4)
+
+
+def test_check_lengths_refuses_device_arrays(fake_cupy):
+    from xplstm.validation import check_lengths
+
+    with pytest.raises(TypeError, match=r"lengths must be on the host .*lengths.get\(\)"):
+        check_lengths(fake_cupy.ndarray(), batch=2, steps=4)
+
+
+def test_reversal_within_lengths_is_its_own_inverse():
+    from xplstm.reversal import Reversal
+
+    steps, batch = 4, 3
+    lengths = np.array([4, 2, 1])
+    array = np.arange(steps * batch * 2, dtype=np.float64).reshape(steps, batch, 2)
+    reversal = Reversal(lengths, steps, batch, np)
+    reversed_ = reversal(array)
+    for b, length in enumerate(lengths):
+        np.testing.assert_array_equal(reversed_[:length, b], array[:length, b][::-1])
+        np.testing.assert_array_equal(reversed_[length:, b], array[length:, b])
+    np.testing.assert_array_equal(reversal(reversed_), array)
+    np.testing.assert_array_equal(Reversal(None, steps, batch, np)(array), array[::-1])

@@ -14,6 +14,7 @@ only, as the course does; the output layer's loss reaches them through ``da``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -306,7 +307,7 @@ def rnn_cell_backward(da_next: Any, cache: tuple) -> dict[str, Any]:
     check_array("da_next", da_next, 2, "(n_a, m)")
     check_shape("da_next", da_next, a_next.shape, "(n_a, m) like a_next")
     xp = check_same_backend_and_dtype({"da_next": da_next, "a_next": a_next})
-    saved = cache.record.step(cache.step)
+    saved = cache.record.window(cache.step, cache.step + 1)
     dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(_rows(da_next, xp)[None], None, saved)
     return {
         "dxt": _rows(dx[0], xp),
@@ -317,15 +318,30 @@ def rnn_cell_backward(da_next: Any, cache: tuple) -> dict[str, Any]:
     }
 
 
-def _check_sequence_gradient(da: Any, step_caches: list, a_first: Any) -> None:
+def _check_sequence_gradient(da: Any, step_caches: list, a_first: Any) -> int:
+    """The number of steps to backpropagate through: ``da``'s, at most the caches'.
+
+    A shorter ``da`` is what the course's own loop accepts (``for t in reversed(range(T_x))``
+    with ``T_x`` from ``da``): it backpropagates through the first ``T_x`` steps, as if the
+    sequence ended there. That is allowed with a warning; a longer ``da`` is an error.
+    """
     check_array("da", da, 3, "(n_a, m, T_x)")
-    expected = (*a_first.shape, len(step_caches))
-    if da.shape[2] != len(step_caches):
+    held = len(step_caches)
+    expected = (*a_first.shape, held)
+    if da.shape[2] > held or da.shape[2] == 0:
         raise ValueError(
-            f"da covers {da.shape[2]} time steps but the caches hold {len(step_caches)} "
+            f"da covers {da.shape[2]} time steps but the caches hold {held} "
             f"(da has shape {tuple(da.shape)}, expected {expected})"
         )
-    check_shape("da", da, expected, "(n_a, m, T_x)")
+    check_shape("da", da, (*a_first.shape, da.shape[2]), "(n_a, m, T_x)")
+    if da.shape[2] < held:
+        warnings.warn(
+            f"da covers {da.shape[2]} time steps but the caches hold {held}: backpropagating "
+            f"through the first {da.shape[2]} steps only, as the course's loop does",
+            UserWarning,
+            stacklevel=3,
+        )
+    return da.shape[2]
 
 
 def _unpack_caches(caches: Any, step_size: int, forward: str) -> tuple[list, Any, Any]:
@@ -360,9 +376,10 @@ def rnn_backward(da: Any, caches: tuple) -> dict[str, Any]:
         ``dx (n_x, m, T_x)``, ``da0 (n_a, m)``, ``dWax (n_a, n_x)``, ``dWaa (n_a, n_a)``,
         ``dba (n_a, 1)``.
     """
-    step_caches, x, saved = _unpack_caches(caches, 4, "rnn_forward")
-    _check_sequence_gradient(da, step_caches, step_caches[0][0])
+    step_caches, x, record = _unpack_caches(caches, 4, "rnn_forward")
+    steps = _check_sequence_gradient(da, step_caches, step_caches[0][0])
     xp = check_same_backend_and_dtype({"da": da, "x": x})
+    saved = record.window(0, steps)
     dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(_time_major(da, xp), None, saved)
     return {
         "dx": _course_layout(dx, xp),
@@ -501,7 +518,7 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict[str, An
     check_shape("da_next", da_next, a_next.shape, "(n_a, m) like a_next")
     check_shape("dc_next", dc_next, a_next.shape, "(n_a, m) like a_next")
     xp = check_same_backend_and_dtype({"da_next": da_next, "dc_next": dc_next, "a_next": a_next})
-    saved = cache.record.step(cache.step)  # its own copy of the gates
+    saved = cache.record.window(cache.step, cache.step + 1)  # its own copy of the gates
     n_a = saved.c.shape[2]
     dx, dh0, dc0, dw_ih, dw_hh, dbias = engine.lstm_backward(
         _rows(da_next, xp)[None], None, _rows(dc_next, xp), saved
@@ -533,10 +550,11 @@ def lstm_backward(da: Any, caches: tuple) -> dict[str, Any]:
         (n_a, n_a + n_x)`` and ``db{f,i,c,o} (n_a, 1)``.
     """
     step_caches, x, record = _unpack_caches(caches, 10, "lstm_forward")
-    _check_sequence_gradient(da, step_caches, step_caches[0][0])
+    steps = _check_sequence_gradient(da, step_caches, step_caches[0][0])
     xp = check_same_backend_and_dtype({"da": da, "x": x})
-    # The engine's backward consumes the gates; the course lets a cache be used again.
-    saved = record.with_own_gates()
+    # The window has its own copy of the gates (the engine's backward consumes them), so the
+    # caches can be used again, as the course's can.
+    saved = record.window(0, steps)
     n_a = saved.c.shape[2]
     dx, dh0, _, dw_ih, dw_hh, dbias = engine.lstm_backward(_time_major(da, xp), None, None, saved)
     return {

@@ -75,27 +75,23 @@ class LSTMSaved(_Record):
     fused: bool | None
     xp: Any
 
-    def with_own_gates(self) -> LSTMSaved:
-        """The same record with a copy of ``gates``, for a backward that must leave this intact."""
-        return dataclasses.replace(self, gates=self.gates.copy())
-
-    def step(self, t: int) -> LSTMSaved:
-        """The record of step ``t`` alone, as a ``T = 1`` forward from its own initial state.
+    def window(self, start: int, stop: int) -> LSTMSaved:
+        """The record of steps ``start .. stop - 1`` alone, as a forward from ``h[start - 1]``.
 
         Views of this record's arrays except ``gates`` (copied: a backward overwrites them).
         Only for records without ``lengths``.
         """
         if self.lengths is not None:
-            raise ValueError("a record with lengths has no single-step view")
-        first = t == 0
+            raise ValueError("a record with lengths has no window view")
+        first = start == 0
         return dataclasses.replace(
             self,
-            x_ones=self.x_ones[t : t + 1],
-            h0=self.h0 if first else self.h[t - 1],
-            c0=self.c0 if first else self.c[t - 1],
-            gates=self.gates[t : t + 1].copy(),
-            c=self.c[t : t + 1],
-            h=self.h[t : t + 1],
+            x_ones=self.x_ones[start:stop],
+            h0=self.h0 if first else self.h[start - 1],
+            c0=self.c0 if first else self.c[start - 1],
+            gates=self.gates[start:stop].copy(),
+            c=self.c[start:stop],
+            h=self.h[start:stop],
         )
 
 
@@ -115,15 +111,16 @@ class RNNSaved(_Record):
     fused: bool | None
     xp: Any
 
-    def step(self, t: int) -> RNNSaved:
-        """The record of step ``t`` alone (views), as a ``T = 1`` forward from ``h[t - 1]``."""
+    def window(self, start: int, stop: int) -> RNNSaved:
+        """The record of steps ``start .. stop - 1`` alone (views), as a forward from
+        ``h[start - 1]``. Only for records without ``lengths``."""
         if self.lengths is not None:
-            raise ValueError("a record with lengths has no single-step view")
+            raise ValueError("a record with lengths has no window view")
         return dataclasses.replace(
             self,
-            x_ones=self.x_ones[t : t + 1],
-            h0=self.h0 if t == 0 else self.h[t - 1],
-            h=self.h[t : t + 1],
+            x_ones=self.x_ones[start:stop],
+            h0=self.h0 if start == 0 else self.h[start - 1],
+            h=self.h[start:stop],
         )
 
 
