@@ -55,10 +55,11 @@ def assert_close(actual, expected, dtype, scale=None, name="", *, ulps=ULPS):
 
     ``actual`` (a NumPy or CuPy array, or a scalar) must be finite, in ``dtype`` and of
     ``expected``'s shape; ``expected`` is a float64 reference. ``scale`` is the magnitude rounding
-    errors are relative to where ``expected`` is near zero (sums that cancel): by default the
-    largest ``|expected|``, so a near-zero entry is held to its array's scale, and an all-zero
-    ``expected`` must be matched exactly. Positional use ``(actual, expected, dtype, scale,
-    name)`` is the same as the kernel tests' helper.
+    errors are relative to where ``expected`` is near zero: a sum that cancels keeps the error
+    of its terms. By default it is ``max(1, max |expected|)``: the tests draw inputs and weights
+    of order one, so the terms are at least of order one, and a larger result is its own scale.
+    Pass ``scale=0`` for a purely relative bound. Positional use ``(actual, expected, dtype,
+    scale, name)`` is the same as the kernel tests' helper.
     """
     actual = np.asarray(to_numpy(actual))
     expected = np.asarray(to_numpy(expected), dtype=np.float64)
@@ -67,7 +68,7 @@ def assert_close(actual, expected, dtype, scale=None, name="", *, ulps=ULPS):
     assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
     assert np.all(np.isfinite(actual)), f"{name} has NaN or inf"
     if scale is None:
-        scale = float(np.max(np.abs(expected), initial=0.0))
+        scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
     bound = ulps * np.finfo(dtype).eps * (np.abs(expected) + scale)
     error = np.abs(actual.astype(np.float64) - expected)
     excess = np.divide(error, bound, out=np.where(error > 0, np.inf, 0.0), where=bound > 0)
@@ -75,3 +76,23 @@ def assert_close(actual, expected, dtype, scale=None, name="", *, ulps=ULPS):
         f"{name}: error {float(error.max(initial=0.0)):.3g} is {float(excess.max()):.3g}x "
         f"the bound {ulps} eps(|expected| + {scale:.3g})"
     )
+
+
+def central_difference(loss, array, index, step=1e-6):
+    """``d loss() / d array.flat[index]`` by central differences, perturbing the live ``array``
+    (C-contiguous, NumPy or CuPy) and restoring it. In float64 with the default step the
+    truncation error is ~ step**2 and the rounding error ~ eps / step, both near 1e-10."""
+    flat = array.reshape(-1)  # a view: the perturbation reaches whatever reads ``array``
+    original = float(flat[index])
+    flat[index] = original + step
+    plus = loss()
+    flat[index] = original - step
+    minus = loss()
+    flat[index] = original
+    return (plus - minus) / (2 * step)
+
+
+def numerical_gradient(loss, array, step=1e-6):
+    """``d loss() / d array`` for every entry of ``array`` (a NumPy array of its shape)."""
+    entries = [central_difference(loss, array, index, step) for index in range(array.size)]
+    return np.array(entries).reshape(array.shape)

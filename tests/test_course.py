@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import reference as ref
-from conftest import assert_close, to_numpy
+from conftest import assert_close, numerical_gradient, to_numpy
 
 import xplstm
 
@@ -239,20 +239,6 @@ def test_rnn_stepwise_equals_whole_sequence(xp):
 # ------------------------------------------------------------------------- finite differences
 
 
-def central_difference(loss, array, step=1e-6):
-    """d loss / d array, element by element, perturbing ``array`` in place."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + step
-        upper = loss()
-        array[index] = saved - step
-        lower = loss()
-        array[index] = saved
-        grad[index] = (upper - lower) / (2 * step)
-    return grad
-
-
 def relative_error(analytic, numeric):
     analytic = to_numpy(analytic)
     return float(
@@ -276,7 +262,7 @@ def test_lstm_cell_backward_finite_differences():
     checks = {"dxt": xt, "da_prev": a0, "dc_prev": c_prev}
     checks |= {f"{kind}{gate}": p[f"{kind[1:]}{gate}"] for gate in "fico" for kind in ("dW", "db")}
     for key, array in checks.items():
-        assert relative_error(grads[key], central_difference(loss, array)) < 1e-6, key
+        assert relative_error(grads[key], numerical_gradient(loss, array)) < 1e-6, key
 
 
 def test_lstm_backward_finite_differences():
@@ -293,7 +279,7 @@ def test_lstm_backward_finite_differences():
     checks = {"dx": x, "da0": a0}
     checks |= {f"{kind}{gate}": p[f"{kind[1:]}{gate}"] for gate in "fico" for kind in ("dW", "db")}
     for key, array in checks.items():
-        assert relative_error(grads[key], central_difference(loss, array)) < 1e-6, key
+        assert relative_error(grads[key], numerical_gradient(loss, array)) < 1e-6, key
 
 
 def test_rnn_cell_backward_finite_differences():
@@ -309,7 +295,7 @@ def test_rnn_cell_backward_finite_differences():
     grads = xplstm.rnn_cell_backward(weight, cache)
     checks = {"dxt": xt, "da_prev": a0, "dWax": p["Wax"], "dWaa": p["Waa"], "dba": p["ba"]}
     for key, array in checks.items():
-        assert relative_error(grads[key], central_difference(loss, array)) < 1e-6, key
+        assert relative_error(grads[key], numerical_gradient(loss, array)) < 1e-6, key
 
 
 def test_rnn_backward_finite_differences():
@@ -324,7 +310,7 @@ def test_rnn_backward_finite_differences():
     grads = xplstm.rnn_backward(weight, caches)
     checks = {"dx": x, "da0": a0, "dWax": p["Wax"], "dWaa": p["Waa"], "dba": p["ba"]}
     for key, array in checks.items():
-        assert relative_error(grads[key], central_difference(loss, array)) < 1e-6, key
+        assert relative_error(grads[key], numerical_gradient(loss, array)) < 1e-6, key
 
 
 # ------------------------------------------------------------------------------ layouts, numerics

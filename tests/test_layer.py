@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 import reference as ref
-from conftest import assert_close, to_numpy
+from conftest import assert_close, central_difference, to_numpy
 
 from xplstm.backend import require_cupy
 from xplstm.layer import LSTM
@@ -227,21 +227,6 @@ def loss_of(model, x, h0, c0, lengths, weights):
     wy, wh, wc = weights
     y, (h_n, c_n) = model(x, (h0, c0), lengths=lengths)
     return float(np.sum(y * wy) + np.sum(h_n * wh) + np.sum(c_n * wc))
-
-
-FD_STEP = 1e-6  # float64: truncation ~ FD_STEP**2, rounding ~ eps / FD_STEP, both << 1e-7
-
-
-def central_difference(loss, array, index, step=FD_STEP):
-    """``d loss / d array.flat[index]`` by central differences, perturbing the live array."""
-    flat = array.reshape(-1)  # a view of the contiguous parameter or input
-    original = flat[index]
-    flat[index] = original + step
-    plus = loss()
-    flat[index] = original - step
-    minus = loss()
-    flat[index] = original
-    return (plus - minus) / (2 * step)
 
 
 def assert_matches_difference(numeric, exact, where):

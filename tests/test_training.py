@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_close, to_numpy
+from conftest import assert_close, numerical_gradient, to_numpy
 
 from xplstm.layer import LSTM
 from xplstm.training import (
@@ -34,23 +34,6 @@ from xplstm.training.data import (
 from xplstm.training.loop import Trainer, train
 from xplstm.training.model import CharModel, SequenceClassifier, init_forget_bias
 from xplstm.training.sampling import load_char_model, sample_text
-
-STEP = 1e-6  # central differences in float64: error ~ STEP**2, rounding ~ eps / STEP
-
-
-def numerical_gradient(loss, array, step=STEP):
-    """Central differences of the scalar ``loss()`` with respect to every entry of ``array``."""
-    gradient = np.zeros(array.shape)
-    flat = array.reshape(-1)
-    for position in range(flat.size):
-        original = float(flat[position])
-        flat[position] = original + step
-        above = loss()
-        flat[position] = original - step
-        below = loss()
-        flat[position] = original
-        gradient.reshape(-1)[position] = (above - below) / (2 * step)
-    return gradient
 
 
 def assert_gradient_close(analytic, numeric):
