@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .backend import asnumpy, is_cupy_array
-from .layer import LSTM, _check_lengths
+from .layer import LSTM
+from .validation import check_lengths
 
 try:
     import dask
@@ -114,7 +115,7 @@ def _aligned(name: str, array: Any, x: Any, batch_axis: int) -> Any:
 
 
 def _chunk_lengths(lengths: Any, x: Any) -> list[np.ndarray | None]:
-    lengths = _check_lengths(lengths, x.shape[1], x.shape[0])  # before any chunk runs
+    lengths = check_lengths(lengths, x.shape[1], x.shape[0])  # before any chunk runs
     if lengths is None:
         return [None] * len(x.chunks[1])
     bounds = np.cumsum((0, *x.chunks[1]))

@@ -14,12 +14,9 @@ back. Stacked layers take the concatenated outputs of both directions.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import operator
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -28,9 +25,20 @@ from typing import Any
 import numpy as np
 
 from . import engine
-from .backend import asnumpy, device_name, is_cupy_array, require_cupy
+from .backend import asnumpy
+from .devices import device_scope, select_device
 from .npz_io import load_npz, save_npz_atomic
-from .validation import FLOAT_DTYPES
+from .reversal import Reversal
+from .validation import (
+    check_device_array,
+    check_dtype,
+    check_flag,
+    check_lengths,
+    check_seed,
+    check_size,
+    check_state_pair,
+    import_array,
+)
 from .workspace import Workspace
 
 __all__ = ["LSTM"]
@@ -38,133 +46,9 @@ __all__ = ["LSTM"]
 _CHECKPOINT_FORMAT = "xplstm.LSTM"
 _CHECKPOINT_VERSION = 1
 _CONFIG_KEY = "xplstm_config"
-_CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
 
 
-# --------------------------------------------------------------------------- argument checks
-
-
-def _check_size(name: str, value: Any) -> int:
-    """A positive Python or NumPy integer (not a bool)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    try:
-        size = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be a positive int, got {type(value).__name__} {value!r}"
-        ) from None
-    if size < 1:
-        raise ValueError(f"{name} must be a positive int, got {size}")
-    return size
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
-def _check_dtype(dtype: Any) -> np.dtype:
-    if dtype is None:  # np.dtype(None) would silently mean float64
-        raise TypeError("dtype must be float32 or float64, got None")
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if resolved not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {resolved}")
-    return resolved
-
-
-def _resolve_device(device: Any) -> tuple[str, int | None, ModuleType]:
-    """``(canonical name, CUDA device index or None, array module)`` for a device string."""
-    if not isinstance(device, str):
-        raise TypeError(
-            f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', "
-            f"got {type(device).__name__} {device!r}"
-        )
-    if device == "cpu":
-        return "cpu", None, np
-    match = _CUDA_DEVICE.fullmatch(device)
-    if match is None:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    cupy = require_cupy()
-    count = cupy.cuda.runtime.getDeviceCount()
-    index = int(match.group(1)) if match.group(1) is not None else cupy.cuda.Device().id
-    if index >= count:
-        raise ValueError(f"device {device!r} does not exist: CUDA reports {count} device(s)")
-    return f"cuda:{index}", index, cupy
-
-
-def _generator(seed: Any) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(
-            f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__}"
-        )
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
-    return np.random.default_rng(seed)
-
-
-def _check_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
-    """Validated host lengths ``(m,)`` as int64, or ``None`` when absent or all equal to ``T``."""
-    if lengths is None:
-        return None
-    if is_cupy_array(lengths):
-        raise TypeError(
-            "lengths must be on the host (a list or a NumPy array of ints), got a CuPy array; "
-            "pass lengths.get()"
-        )
-    try:
-        array = np.asarray(lengths)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"lengths must be a list or 1-D array of ints, got {type(lengths).__name__}"
-        ) from error
-    if array.size and array.dtype.kind not in "iu":
-        raise TypeError(f"lengths must hold integers, got dtype {array.dtype}")
-    if array.shape != (batch,):
-        raise ValueError(
-            f"lengths must be 1-D with one entry per sequence (m={batch},), got shape {array.shape}"
-        )
-    outside = np.nonzero((array < 1) | (array > steps))[0]
-    if outside.size:
-        first = int(outside[0])
-        raise ValueError(
-            f"lengths must be in 1..T={steps}, got lengths[{first}] = {int(array[first])}"
-        )
-    if np.all(array == steps):
-        return None
-    return array.astype(np.int64)
-
-
-# --------------------------------------------------------------------------- reversal and record
-
-
-class _Reversal:
-    """Reverse each sequence of a time-major ``(T, m, F)`` array within its length.
-
-    Without lengths this is ``array[::-1]``; with lengths, step ``t`` of sequence ``b`` comes
-    from step ``L_b - 1 - t`` for ``t < L_b`` and stays in place after. The map is its own
-    inverse, so the same object reverses inputs and un-reverses outputs. Results are fresh
-    C-contiguous arrays.
-    """
-
-    def __init__(self, lengths: np.ndarray | None, steps: int, batch: int, xp: ModuleType):
-        self.time_index = None
-        if lengths is not None:
-            step = np.arange(steps)[:, None]
-            source = np.where(step < lengths[None, :], lengths[None, :] - 1 - step, step)
-            self.time_index = xp.asarray(source)
-            self.batch_index = xp.arange(batch)[None, :]
-
-    def __call__(self, array: Any) -> Any:
-        if self.time_index is None:
-            return array[::-1].copy()
-        return array[self.time_index, self.batch_index]
+# --------------------------------------------------------------------------- forward record
 
 
 @dataclass
@@ -172,7 +56,7 @@ class _ForwardRecord:
     """What :meth:`LSTM.forward` keeps for :meth:`LSTM.backward`."""
 
     saved: list[Any]  # engine.LSTMSaved per (layer, direction), row order of h_n; None once used
-    reversal: _Reversal  # used by the reverse direction only
+    reversal: Reversal  # used by the reverse direction only
     output_shape: tuple[int, ...]
     batch: int
 
@@ -259,12 +143,12 @@ class LSTM:
         self._configure(
             input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device
         )
-        rng = _generator(seed)
+        rng = check_seed(seed)
         bound = 1.0 / math.sqrt(self.hidden_size)
         with self._device_scope():
             for name, shape in self._parameter_shapes().items():
                 values = rng.uniform(-bound, bound, size=shape)
-                self._parameters[name] = self._xp.asarray(values, dtype=self.dtype)
+                self._parameters[name] = self._placement.xp.asarray(values, dtype=self.dtype)
         self.zero_grad()
 
     def _configure(
@@ -279,14 +163,15 @@ class LSTM:
         device: Any,
     ) -> None:
         """Check and store the configuration; parameters and grads are left empty."""
-        self.input_size = _check_size("input_size", input_size)
-        self.hidden_size = _check_size("hidden_size", hidden_size)
-        self.num_layers = _check_size("num_layers", num_layers)
-        self.bias = _check_flag("bias", bias)
-        self.batch_first = _check_flag("batch_first", batch_first)
-        self.bidirectional = _check_flag("bidirectional", bidirectional)
-        self.dtype = _check_dtype(dtype)
-        self.device, self._device_index, self._xp = _resolve_device(device)
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        self.num_layers = check_size("num_layers", num_layers)
+        self.bias = check_flag("bias", bias)
+        self.batch_first = check_flag("batch_first", batch_first)
+        self.bidirectional = check_flag("bidirectional", bidirectional)
+        self.dtype = check_dtype(dtype)
+        self._placement = select_device(device)
+        self.device = self._placement.name
         self._parameters: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self._record: _ForwardRecord | None = None
@@ -300,7 +185,7 @@ class LSTM:
         model._configure(**config, device=device)
         with model._device_scope():
             for name, shape in model._parameter_shapes().items():
-                model._parameters[name] = model._xp.zeros(shape, dtype=model.dtype)
+                model._parameters[name] = model._placement.xp.zeros(shape, dtype=model.dtype)
         model.zero_grad()
         return model
 
@@ -325,7 +210,7 @@ class LSTM:
     @property
     def xp(self) -> ModuleType:
         """The array module of the layer's device: ``numpy`` or ``cupy``."""
-        return self._xp
+        return self._placement.xp
 
     def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
         suffix = f"l{layer}" + ("_reverse" if direction == 1 else "")
@@ -388,20 +273,7 @@ class LSTM:
 
     def _import_array(self, name: str, value: Any) -> Any:
         """Any array (NumPy, CuPy on any device, array-like) as a layer array; may not copy."""
-        if is_cupy_array(value):
-            if self._device_index is None or value.device.id != self._device_index:
-                value = value.get()
-        elif not isinstance(value, np.ndarray):
-            try:
-                value = np.asarray(value)
-            except (TypeError, ValueError, RuntimeError) as error:
-                raise TypeError(
-                    f"{name} must be an array, got {type(value).__name__}: {error}"
-                ) from error
-        if value.dtype.kind not in "iuf":
-            raise TypeError(f"{name} has dtype {value.dtype}; expected real numbers")
-        with self._device_scope():
-            return self._xp.asarray(value, dtype=self.dtype)
+        return import_array(name, value, self._placement, self.dtype)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Copy parameters in from ``state_dict``, converting them to the layer's dtype and device.
@@ -464,14 +336,12 @@ class LSTM:
                 if name in self.grads:
                     self.grads[name].fill(0)
                 else:
-                    self.grads[name] = self._xp.zeros_like(array)
+                    self.grads[name] = self._placement.xp.zeros_like(array)
 
     # ----------------------------------------------------------------------- devices and files
 
     def _device_scope(self) -> Any:
-        if self._device_index is None:
-            return contextlib.nullcontext()
-        return self._xp.cuda.Device(self._device_index)
+        return device_scope(self._placement.index, self._placement.xp)
 
     def to(self, device: str) -> LSTM:
         """A copy of the layer (parameters and grads) on ``device``.
@@ -525,7 +395,7 @@ class LSTM:
             If the file is truncated, not an ``.npz`` archive, or not an ``xplstm.LSTM``
             checkpoint (the message names ``path``).
         """
-        _resolve_device(device)  # device errors are not file errors: raise them first
+        select_device(device)  # device errors are not file errors: raise them first
         arrays = load_npz(path)
         path = os.fspath(path)
         config = _read_config(path, arrays.pop(_CONFIG_KEY, None))
@@ -546,51 +416,12 @@ class LSTM:
 
     def _as_layer_array(self, name: str, value: Any, layout: str) -> Any:
         """An input array on the layer's device, converted to the layer's dtype (may not copy)."""
-        on_gpu = is_cupy_array(value)
-        if not (on_gpu or isinstance(value, np.ndarray)):
-            kind = "numpy" if self._device_index is None else "cupy"
-            raise TypeError(
-                f"{name} must be a {kind} array of shape {layout} (the layer is on "
-                f"{self.device}), got {type(value).__name__}"
-            )
-        if on_gpu != (self._device_index is not None) or (
-            on_gpu and value.device.id != self._device_index
-        ):
-            raise TypeError(
-                f"{name} is on the {device_name(value)} but the layer is on {self.device}; "
-                f"move the data (xplstm.asnumpy / cupy.asarray) or the layer (.to(device))"
-            )
-        if value.dtype.kind not in "iuf":
-            raise TypeError(
-                f"{name} has dtype {value.dtype}; expected real numbers "
-                f"(converted to the layer's {self.dtype})"
-            )
-        return self._xp.asarray(value, dtype=self.dtype)
+        return check_device_array(name, value, layout, self._placement, self.dtype)
 
     def _state_pair(self, name: str, pair: Any, members: tuple[str, str], batch: int) -> list:
         """``[h, c]`` from a ``(h, c)`` pair, each ``(num_layers * D, m, H)`` or ``None``."""
-        if pair is None:
-            return [None, None]
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise TypeError(
-                f"{name} must be a pair ({members[0]}, {members[1]}) or None, "
-                f"got {type(pair).__name__}"
-            )
         expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
-        layout = "(num_layers * num_directions, m, hidden_size)"
-        checked: list[Any] = []
-        for position, (member, value) in enumerate(zip(members, pair, strict=True)):
-            label = f"{name}[{position}] ({member})"
-            if value is None:
-                checked.append(None)
-                continue
-            array = self._as_layer_array(label, value, layout)
-            if tuple(array.shape) != expected:
-                raise ValueError(
-                    f"{label} has shape {tuple(array.shape)} but {expected} {layout} was expected"
-                )
-            checked.append(array)
-        return checked
+        return check_state_pair(name, pair, members, expected, self._placement, self.dtype)
 
     # ----------------------------------------------------------------------- forward and backward
 
@@ -632,7 +463,7 @@ class LSTM:
             return self._forward(x, state, lengths)
 
     def _forward(self, x: Any, state: Any, lengths: Any) -> tuple[Any, Any]:
-        xp, hidden, directions = self._xp, self.hidden_size, self.num_directions
+        xp, hidden, directions = self._placement.xp, self.hidden_size, self.num_directions
         layout = "(m, T, input_size)" if self.batch_first else "(T, m, input_size)"
         x = self._as_layer_array("x", x, layout)
         if x.ndim != 3:
@@ -646,11 +477,11 @@ class LSTM:
         if steps == 0 or batch == 0:
             raise ValueError(f"x must have at least one step and one sequence, got {x.shape}")
         h0, c0 = self._state_pair("state", state, ("h0", "c0"), batch)
-        lengths = _check_lengths(lengths, batch, steps)
+        lengths = check_lengths(lengths, batch, steps)
 
         time_major = x.transpose(1, 0, 2) if self.batch_first else x
         layer_input = time_major  # the engine keeps its own copy (with_ones) for backward
-        reversal = _Reversal(lengths, steps, batch, xp)
+        reversal = Reversal(lengths, steps, batch, xp)
 
         rows = self.num_layers * directions
         h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
@@ -727,7 +558,7 @@ class LSTM:
                 "backward() needs a pending forward(): none has run since the last backward() "
                 "(each forward supports one backward) or load_state_dict(), or none has run yet"
             )
-        xp, hidden, directions = self._xp, self.hidden_size, self.num_directions
+        xp, hidden, directions = self._placement.xp, self.hidden_size, self.num_directions
         if dy is not None:
             layout = "(m, T, D * hidden_size)" if self.batch_first else "(T, m, D * hidden_size)"
             dy = self._as_layer_array("dy", dy, layout)
