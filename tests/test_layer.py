@@ -189,10 +189,11 @@ def test_lengths_all_full_equal_no_lengths_and_any_int_type():
 def test_inputs_are_converted_to_the_layer_dtype():
     model = LSTM(2, 3, dtype="float64", seed=0)
     x = np.arange(12, dtype=np.int64).reshape(3, 2, 2) % 3
-    y, (h_n, _) = model(x, (np.zeros((1, 2, 3), np.float32), None))
-    assert y.dtype == np.float64 and h_n.dtype == np.float64
-    expected, _, _ = reference_for(model, x.astype(np.float64))
-    assert_close(y, expected, np.float64)
+    h0 = np.random.default_rng(0).standard_normal((1, 2, 3)).astype(np.float32)
+    y, (h_n, c_n) = model(x, (h0, None))
+    expected = reference_for(model, x.astype(np.float64), h0.astype(np.float64))
+    for got, want, name in zip((y, h_n, c_n), expected, ("y", "h_n", "c_n"), strict=True):
+        assert_close(got, want, np.float64, name=name)  # float64, from int64 and float32 inputs
 
 
 def test_outputs_and_inputs_can_be_edited_without_corrupting_backward():
@@ -308,10 +309,16 @@ def test_backward_with_only_final_state_gradients():
     x = rng.standard_normal((4, 2, 2))
     _, (h_n, _) = model(x, lengths=[4, 2])
     dh_n = rng.standard_normal(h_n.shape)
-    dx, _ = model.backward(None, (dh_n, None))
+    dx, (dh0, dc0) = model.backward(None, (dh_n, None))
+    grads = {name: g.copy() for name, g in model.grads.items()}
+    model.zero_grad()
     model(x, lengths=[4, 2])
-    dx_full, _ = model.backward(np.zeros((4, 2, 3)), (dh_n, np.zeros_like(dh_n)))
+    dx_full, (dh0_full, dc0_full) = model.backward(np.zeros((4, 2, 3)), (dh_n, np.zeros_like(dh_n)))
     np.testing.assert_array_equal(dx, dx_full)
+    np.testing.assert_array_equal(dh0, dh0_full)
+    np.testing.assert_array_equal(dc0, dc0_full)
+    for name, gradient in grads.items():
+        np.testing.assert_array_equal(gradient, model.grads[name])
 
 
 def test_backward_consumes_the_forward():
@@ -352,6 +359,14 @@ def test_initialization_is_seeded_uniform_within_torch_bound():
         assert array.dtype == np.float64
         assert np.all(np.abs(array) <= bound), name
         assert np.std(array) > bound / 4, name
+    # Uniform on [-bound, bound]: the pooled empirical CDF stays within the
+    # Dvoretzky-Kiefer-Wolfowitz band that a uniform sample leaves with probability 1 - 1e-6.
+    pooled = np.sort(np.concatenate([a.ravel() for _, a in first.named_parameters()]))
+    uniform_cdf = (pooled + bound) / (2 * bound)
+    above = np.arange(1, pooled.size + 1) / pooled.size - uniform_cdf
+    below = uniform_cdf - np.arange(pooled.size) / pooled.size
+    band = np.sqrt(np.log(2 / 1e-6) / (2 * pooled.size))
+    assert max(above.max(), below.max()) <= band
     again = LSTM(3, 16, 2, dtype="float64", seed=3)
     other = LSTM(3, 16, 2, dtype="float64", seed=4)
     for name, array in first.named_parameters():
@@ -766,9 +781,7 @@ def test_damaged_checkpoints_are_value_errors_naming_the_path(tmp_path):
             for position in rng.integers(0, len(data), size=4):  # bytes flipped
                 data[position] ^= 0xFF
         damaged.write_bytes(bytes(data))
-        try:
+        # Every member is CRC-checked and a missing member is a ValueError too, so no damage
+        # loads or escapes as another error.
+        with pytest.raises(ValueError, match=re.escape(str(damaged))):
             LSTM.load(damaged)
-        except ValueError as error:
-            assert str(damaged) in str(error)
-        except KeyError:
-            pass  # flipped bytes inside a member name: reported as the missing parameter
