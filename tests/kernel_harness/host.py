@@ -1,223 +1,237 @@
-"""Build ``kernels/lstm_pointwise.cuh`` for the host and call it through ctypes.
+"""Run CuPy kernel definitions on NumPy arrays: render to host C++, compile, call through ctypes.
 
-:func:`build_host_library` compiles ``host_harness.cpp`` (a plain C ABI over the header's
-functions) with the host C++ compiler; :class:`HostKernels` calls it on NumPy arrays; and
-:func:`fake_cupy` wraps it in a stand-in for the few CuPy names :mod:`xplstm.cuda_kernels` uses,
-so the Python side of the fused kernels runs on machines without a GPU.
+:class:`HostKernel` takes ``cupy.ElementwiseKernel``'s arguments and, when called, applies
+CuPy's launch rules to NumPy arrays (argument count, ``size`` only and always when every array
+is ``raw``, exact dtypes, broadcasting of element-wise arrays, output allocation, nothing
+launched for an empty range, inputs that overlap outputs copied first), then runs the rendered
+source (:mod:`kernel_harness.render`). ``raw`` arrays must be C-contiguous: the operation gets
+a bare pointer, and the stand-in cannot emulate the strides of CuPy's ``CArray``, so it fails
+the launch rather than compute on the wrong elements.
+
+Libraries are cached by a hash of the rendered source (and compiler command) in a folder under
+the system temporary directory, so each distinct kernel compiles once per machine.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import os
 import shutil
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-HARNESS_SOURCE = HERE / "host_harness.cpp"
-DEVICE_CHECK_SOURCE = HERE / "device_check.cu"
-SUFFIXES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+from .render import Param, parse_params, render_kernel, resolve_types
+
+__all__ = [
+    "CompileError",
+    "HostKernel",
+    "LaunchError",
+    "compile_host_library",
+    "host_compiler",
+    "launch_spec",
+]
+
+HOST_FLAGS = ("-std=c++11", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC")
+CACHE_DIR = Path(tempfile.gettempdir()) / f"xplstm-stand-in-{os.getuid()}"
+_SCALAR_CTYPES = {
+    np.dtype(np.bool_): ctypes.c_bool,
+    np.dtype(np.int8): ctypes.c_int8,
+    np.dtype(np.uint8): ctypes.c_uint8,
+    np.dtype(np.int16): ctypes.c_int16,
+    np.dtype(np.uint16): ctypes.c_uint16,
+    np.dtype(np.int32): ctypes.c_int32,
+    np.dtype(np.uint32): ctypes.c_uint32,
+    np.dtype(np.int64): ctypes.c_longlong,
+    np.dtype(np.uint64): ctypes.c_ulonglong,
+    np.dtype(np.float32): ctypes.c_float,
+    np.dtype(np.float64): ctypes.c_double,
+}
+_LIBRARIES: dict[str, ctypes.CDLL] = {}
+_LIBRARIES_LOCK = threading.Lock()
+
+
+class CompileError(Exception):
+    """The host compiler rejected a rendered kernel (CuPy raises ``CompileException``)."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class LaunchError(RuntimeError):
+    """A launch the stand-in refuses (CuPy would raise ``CUDADriverError`` or misbehave)."""
 
 
 def host_compiler() -> str | None:
-    """Path of a C++ compiler on PATH, or ``None``."""
-    for name in ("c++", "g++", "clang++"):
+    """Path of ``g++`` (else ``c++``, ``clang++``) on PATH, or ``None``."""
+    for name in ("g++", "c++", "clang++"):
         found = shutil.which(name)
         if found:
             return found
     return None
 
 
-def build_host_library(compiler: str, kernel_dir: Path, output_dir: Path) -> Path:
-    """Compile the harness into a shared library in ``output_dir``; raise with the log on error."""
-    library = output_dir / "libxplstm_harness.so"
-    command = [
-        compiler, "-std=c++11", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
-        "-shared", "-fPIC", f"-I{kernel_dir}", str(HARNESS_SOURCE), "-o", str(library),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
-    return library
+def compile_host_library(source: str) -> ctypes.CDLL:
+    """Compile ``source`` into a shared library (cached by its hash) and load it."""
+    compiler = host_compiler()
+    if compiler is None:
+        raise CompileError("the stand-in GPU needs a C++ compiler (g++) on PATH", source)
+    command = [compiler, *HOST_FLAGS]
+    key = hashlib.sha256("\0".join([*command, source]).encode()).hexdigest()[:24]
+    with _LIBRARIES_LOCK:
+        library = _LIBRARIES.get(key)
+        if library is not None:
+            return library
+        CACHE_DIR.mkdir(mode=0o700, exist_ok=True)
+        target = CACHE_DIR / f"{key}.so"
+        if not target.is_file():
+            handle, temporary = tempfile.mkstemp(dir=CACHE_DIR, prefix=f".{key}.", suffix=".so")
+            os.close(handle)
+            source_path = Path(temporary).with_suffix(".cpp")
+            source_path.write_text(source, encoding="utf-8")
+            try:
+                result = subprocess.run(
+                    [*command, str(source_path), "-o", temporary],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )  # fmt: skip
+                if result.returncode != 0:
+                    log = result.stdout + result.stderr
+                    raise CompileError(f"{' '.join(command)} failed:\n{log}", source)
+                os.replace(temporary, target)  # atomic: parallel runs never load half a file
+            finally:
+                source_path.unlink(missing_ok=True)
+                Path(temporary).unlink(missing_ok=True)
+        library = _LIBRARIES[key] = ctypes.CDLL(str(target))
+        return library
 
 
-class HostKernels:
-    """The header's forward, backward and activations, compiled for the host."""
+class HostKernel:
+    """``cupy.ElementwiseKernel`` on NumPy arrays, running the rendered source on the host.
 
-    def __init__(self, library: Path) -> None:
-        self.library = ctypes.CDLL(str(library))
-        size = ctypes.c_longlong
-        for dtype, suffix in SUFFIXES.items():
-            read = np.ctypeslib.ndpointer(dtype, flags="C_CONTIGUOUS")
-            write = np.ctypeslib.ndpointer(dtype, flags=("C_CONTIGUOUS", "WRITEABLE"))
-            signatures = {
-                "forward": [write, read, read, write, write, size, size],
-                "backward": [read, read, write, write, read, read, size, size],
-                "activations": [read, write, write, size],
-            }
-            for name, argtypes in signatures.items():
-                function = getattr(self.library, f"xplstm_{name}_{suffix}")
-                function.argtypes = argtypes
-                function.restype = None
-
-    def _function(self, name: str, dtype: np.dtype):
-        return getattr(self.library, f"xplstm_{name}_{SUFFIXES[np.dtype(dtype)]}")
-
-    def forward(self, gates, recurrent, c_prev, c_next, h_next) -> None:
-        """Same contract as ``LSTMPointwise.forward``; all arrays C-contiguous."""
-        batch, hidden = c_next.shape
-        self._function("forward", gates.dtype)(
-            gates, recurrent, c_prev, c_next, h_next, batch, hidden
-        )
-
-    def backward(self, dy, dh, dc, gates, c_prev, c_next) -> None:
-        """Same contract as ``LSTMPointwise.backward``; all arrays C-contiguous."""
-        batch, hidden = dc.shape
-        self._function("backward", gates.dtype)(dy, dh, dc, gates, c_prev, c_next, batch, hidden)
-
-    def activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(sigmoid(x), tanh(x))`` through the header's functions."""
-        x = np.ascontiguousarray(x)
-        sigmoid, tanh = np.empty_like(x), np.empty_like(x)
-        self._function("activations", x.dtype)(x, sigmoid, tanh, x.size)
-        return sigmoid, tanh
-
-
-class FakeElementwiseKernel:
-    """Stands in for ``cupy.ElementwiseKernel``: runs the host build of the header instead.
-
-    It maps the call's arguments to the parameter names of the kernel definition, so a wrong
-    argument order in :mod:`xplstm.cuda_kernels` shows up here. Like CuPy, it accepts strided
-    element-wise arguments and requires nothing of them; ``raw`` ones must be C-contiguous
-    because the kernels index them by position.
+    Parameters are CuPy's. Calling it returns the output arrays (one array, or a tuple when the
+    kernel has several outputs) and sets :attr:`launched` to whether the loop ran.
     """
 
-    def __init__(self, host: HostKernels, in_params, out_params, operation, name, preamble=""):
-        params = [param.split() for param in f"{in_params}, {out_params}".split(",")]
-        self.names = [param[-1] for param in params]
-        self.raw = {param[-1] for param in params if param[0] == "raw"}
-        self.host, self.name, self.preamble = host, name, preamble
-        self.launches = 0
+    def __init__(
+        self,
+        in_params: str,
+        out_params: str,
+        operation: str,
+        name: str = "kernel",
+        preamble: str = "",
+    ) -> None:
+        self.in_params = parse_params(in_params, is_input=True)
+        self.out_params = parse_params(out_params, is_input=False)
+        self.params = self.in_params + self.out_params
+        self.operation, self.name, self.preamble = operation, name, preamble
+        self.launched = False
+        self._functions: dict[tuple, Any] = {}
 
-    def __call__(self, *args):
-        values = dict(zip(self.names, args, strict=True))
-        for name in self.raw:
-            assert values[name].flags.c_contiguous, f"raw argument {name} is not C-contiguous"
-        hidden = values["hidden"]
-        assert isinstance(hidden, int) and hidden == values["gates"].shape[1] // 4, hidden
-        self.launches += 1
-        arrays = {k: v for k, v in values.items() if k not in self.raw and k != "hidden"}
-        packed = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-        if "forward" in self.name:
-            outputs = ("c_next", "h_next")
-            self.host.forward(
-                values["gates"], values["recurrent"], packed["c_prev"], packed["c_next"],
-                packed["h_next"],
-            )  # fmt: skip
-        else:
-            outputs = ("dc",)
-            self.host.backward(
-                packed["dy"], packed["dh"], packed["dc"], values["gates"], packed["c_prev"],
-                packed["c_next"],
-            )  # fmt: skip
-        for name in outputs:
-            if packed[name] is not arrays[name]:
-                arrays[name][...] = packed[name]
+    def source(self, is_array: tuple[bool, ...], types: dict[str, np.dtype]) -> str:
+        """The host C++ this kernel runs for one argument signature."""
+        return render_kernel(self.params, is_array, self.operation, self.name, self.preamble, types)
+
+    def __call__(self, *args: Any, size: int | None = None) -> Any:
+        nin, nargs = len(self.in_params), len(self.params)
+        if len(args) not in (nin, nargs):
+            raise TypeError(f"Wrong number of arguments for {self.name}")
+        for value in args:
+            if not (isinstance(value, np.ndarray) or _is_scalar(value)):
+                raise TypeError(f"Unsupported type {type(value)}")
+        inputs, outputs = list(args[:nin]), list(args[nin:])
+        for position, value in enumerate(inputs):  # CuPy copies inputs overlapping outputs
+            if isinstance(value, np.ndarray) and any(
+                value is not out and np.may_share_memory(value, out) for out in outputs
+            ):
+                inputs[position] = value.copy()
+        given = self.params[: len(args)]
+        nonraw = [
+            value for param, value in zip(given, [*inputs, *outputs], strict=True)
+            if not param.raw and isinstance(value, np.ndarray)
+        ]  # fmt: skip
+        if size is not None and nonraw:
+            raise ValueError("Specified 'size' can be used only if all of the ndarray are 'raw'.")
+        if size is None and not nonraw:
+            raise ValueError("Loop size is undecided.")
+        for value in outputs:
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"Output arguments type must be cupy.ndarray, not {type(value)}")
+        dtypes = [value.dtype if isinstance(value, np.ndarray) else None for value in inputs]
+        out_dtypes = [value.dtype for value in outputs] or [None] * len(self.out_params)
+        types = resolve_types(self.params, [*dtypes, *out_dtypes])
+        missing = [p for p in self.out_params if p.dtype is None and p.type_name not in types]
+        if not outputs and missing:
+            raise TypeError(f"Cannot determine the type of {missing[0].name}")
+        broadcast = np.broadcast_shapes(*(value.shape for value in nonraw))
+        shape = (size,) if size is not None else broadcast
+        for param, value in zip(self.out_params, outputs, strict=False):
+            if not param.raw and value.shape != shape:
+                raise ValueError(
+                    f"Out shape is mismatched: {value.shape} while {shape} is expected."
+                )
+        if not outputs:
+            if size is None and any(param.raw for param in self.out_params):
+                raise ValueError("Output array size is Undecided")
+            outputs = [np.empty(shape, _dtype(param, types)) for param in self.out_params]
+        self.launched = 0 not in shape
+        if self.launched:
+            self._launch(inputs, outputs, shape, types)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def _launch(self, inputs: list, outputs: list, shape: tuple, types: dict) -> None:
+        values = [*inputs, *outputs]
+        is_array = tuple(isinstance(value, np.ndarray) for value in values)
+        key = (is_array, tuple(sorted(types.items())))
+        function = self._functions.get(key)
+        if function is None:
+            library = compile_host_library(self.source(is_array, types))
+            function = self._functions[key] = getattr(library, self.name)
+            function.restype = None
+        arguments, buffers, write_back = [], [], []
+        for param, value in zip(self.params, values, strict=True):
+            if not isinstance(value, np.ndarray):
+                scalar = _dtype(param, types).type(value)
+                arguments.append(_SCALAR_CTYPES[scalar.dtype](scalar.item()))
+                continue
+            if param.raw:
+                if not value.flags.c_contiguous:
+                    raise LaunchError(
+                        f"{self.name}: raw argument {param.name} is not C-contiguous "
+                        f"(shape {value.shape}, strides {value.strides}); the stand-in passes "
+                        "raw arrays as bare pointers"
+                    )
+                if not param.const and not value.flags.writeable:
+                    raise LaunchError(f"{self.name}: raw output {param.name} is read-only")
+                buffer = value
+            elif param.const:
+                buffer = np.ascontiguousarray(np.broadcast_to(value, shape))
+            else:
+                buffer = value
+                if not (value.flags.c_contiguous and value.flags.writeable):
+                    buffer = np.ascontiguousarray(value)
+                    write_back.append((value, buffer))
+            buffers.append(buffer)  # alive until the call returns
+            arguments.append(ctypes.c_void_p(buffer.ctypes.data))
+        arguments.append(ctypes.c_ssize_t(int(np.prod(shape))))
+        function(*arguments)
+        for target, buffer in write_back:
+            target[...] = buffer
 
 
-class DeviceArray(np.ndarray):
-    """A NumPy array playing a CuPy array: a type of its own, and ``get()`` copies to the host."""
-
-    def get(self) -> np.ndarray:
-        return np.array(self)
-
-    @property
-    def device(self) -> _FakeDevice:  # type: ignore[override]
-        """The stand-in's only device (NumPy's own ``device`` attribute says ``"cpu"``)."""
-        return _FakeDevice(0)
+def _dtype(param: Param, types: dict[str, np.dtype]) -> np.dtype:
+    return param.dtype if param.dtype is not None else types[param.type_name]
 
 
-def _on_device(value):
-    if isinstance(value, np.ndarray) and not isinstance(value, DeviceArray):
-        return value.view(DeviceArray)
-    if isinstance(value, tuple):
-        return tuple(_on_device(item) for item in value)
-    return value
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, np.generic))
 
 
-def _device_attribute(name: str):
-    """NumPy's ``name``; functions among them hand back :class:`DeviceArray` results."""
-    attribute = getattr(np, name)
-    if isinstance(attribute, type) or not callable(attribute):
-        return attribute
-
-    def call(*args, **kwargs):
-        return _on_device(attribute(*args, **kwargs))
-
-    return call
-
-
-def _asarray(value, dtype=None):
-    """Like ``cupy.asarray``: host arrays are copied to the "device", device arrays are kept."""
-    if isinstance(value, DeviceArray) and (dtype is None or value.dtype == dtype):
-        return value
-    return np.array(value, dtype=dtype).view(DeviceArray)
-
-
-class _FakeDevice:
-    """``cupy.cuda.Device``: an id, and a context manager that selects nothing."""
-
-    compute_capability = "stand-in"
-
-    def __init__(self, index: int) -> None:
-        self.id = index
-
-    def __enter__(self) -> _FakeDevice:
-        return self
-
-    def __exit__(self, *exception: object) -> None:
-        return None
-
-    def synchronize(self) -> None:
-        return None
-
-
-def fake_cupy(host: HostKernels, device: int = 0, device_count: int = 1) -> ModuleType:
-    """A stand-in for the ``cupy`` module on the host.
-
-    Its arrays are :class:`DeviceArray` (NumPy underneath), so the backend dispatch tells them
-    from NumPy's; every NumPy function is available under the same name. ``ElementwiseKernel``
-    runs the host build of the header, and the ``cuda`` names that :mod:`xplstm.cuda_kernels` and
-    ``benchmarks/gpu_report.py`` use answer as ``device_count`` devices would.
-    """
-    module = ModuleType("cupy")
-
-    def elementwise_kernel(*args, **kwargs):
-        kernel = FakeElementwiseKernel(host, *args, **kwargs)
-        module.kernels.append(kernel)
-        return kernel
-
-    runtime = SimpleNamespace(
-        getDevice=lambda: device,
-        getDeviceCount=lambda: device_count,
-        deviceSynchronize=lambda: None,
-        getDeviceProperties=lambda index: {"name": b"host stand-in"},
-        runtimeGetVersion=lambda: 0,
-        driverGetVersion=lambda: 0,
-    )
-    module.__dict__.update(
-        __version__="stand-in",
-        __getattr__=_device_attribute,
-        ndarray=DeviceArray,
-        asarray=_asarray,
-        ElementwiseKernel=elementwise_kernel,
-        cuda=SimpleNamespace(
-            runtime=runtime,
-            Device=lambda index=None: _FakeDevice(device if index is None else index),
-        ),
-        kernels=[],
-    )
-    return module
+def launch_spec(kernel: Any, spec: Any, arrays: dict[str, Any], size: int) -> None:
+    """Launch ``kernel`` (built from ``spec``) with ``arrays`` by name, in the spec's order."""
+    kernel(*(arrays[name] for name in (*spec.in_names, *spec.out_names)), size=size)

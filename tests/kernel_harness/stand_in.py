@@ -1,0 +1,214 @@
+"""A stand-in for the ``cupy`` module that runs on the host.
+
+:func:`fake_cupy` builds a module whose arrays are :class:`~kernel_harness.device_array.
+DeviceArray` (``cupy.ndarray`` is that class, so ``xplstm.backend`` recognises them exactly as it
+recognises CuPy's), whose functions are NumPy's applied to device arrays, and whose
+``ElementwiseKernel`` renders the kernel verbatim to host C++ and runs it
+(:class:`~kernel_harness.host.HostKernel`). The ``cuda`` names xplstm and
+``benchmarks/gpu_report.py`` use answer as ``device_count`` devices would.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from .device_array import Device, DeviceArray, DeviceState, device_call, is_scalar
+from .host import CompileError, HostKernel, LaunchError
+
+__all__ = ["CUDARuntimeError", "fake_cupy"]
+
+
+class CUDARuntimeError(RuntimeError):
+    """``cupy.cuda.runtime.CUDARuntimeError``."""
+
+
+class _Stream:
+    """``cupy.cuda.Stream``: work on the stand-in is done when the call returns."""
+
+    ptr = 0
+
+    def synchronize(self) -> None:
+        return None
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        return None
+
+
+_Stream.null = _Stream()  # type: ignore[attr-defined]
+
+
+class _DeviceUfunc:
+    """A NumPy ufunc applied to device arrays, with its methods (``reduce``, ``outer``, ...)."""
+
+    def __init__(self, ufunc: np.ufunc, module: ModuleType) -> None:
+        self._ufunc, self._module = ufunc, module
+        self.__name__ = ufunc.__name__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return device_call(self._ufunc, args, kwargs, self._module.cuda.Device())
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._ufunc, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *a, **k: device_call(attribute, a, k, self._module.cuda.Device())
+
+    def __repr__(self) -> str:
+        return f"<ufunc '{self.__name__}'>"
+
+
+def _namespace_attribute(source: ModuleType, name: str, module: ModuleType) -> Any:
+    """NumPy's ``name`` as the stand-in offers it: functions take and return device arrays."""
+    attribute = getattr(source, name)
+    if isinstance(attribute, np.ufunc):
+        return _DeviceUfunc(attribute, module)
+    if isinstance(attribute, ModuleType):
+        namespace = ModuleType(f"{module.__name__}.{name}")
+        namespace.__getattr__ = lambda inner: _namespace_attribute(attribute, inner, module)
+        return namespace
+    if isinstance(attribute, type) or not callable(attribute):
+        return attribute
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return device_call(attribute, args, kwargs, module.cuda.Device())
+
+    call.__name__ = name
+    return call
+
+
+def _contains_device_array(value: Any) -> bool:
+    if isinstance(value, DeviceArray):
+        return True
+    return isinstance(value, (list, tuple)) and any(_contains_device_array(v) for v in value)
+
+
+def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
+    """A new stand-in ``cupy`` module; device ``device`` of ``device_count`` is current.
+
+    Beyond CuPy's names it has ``kernels``: every ``ElementwiseKernel`` built from it, each
+    with a ``launches`` count.
+    """
+    module = ModuleType("cupy")
+    state = DeviceState(device, device_count, CUDARuntimeError)
+    device_class = type("Device", (Device,), {"_state": state, "__module__": "cupy.cuda"})
+
+    def current() -> Device:
+        return device_class()
+
+    def to_device(value: Any, dtype: Any = None, order: Any = None, copy: bool = True) -> Any:
+        if _contains_device_array(value) and not isinstance(value, DeviceArray):
+            return device_call(np.array, (value,), {"dtype": dtype}, current())
+        if isinstance(value, DeviceArray):
+            same = dtype is None or np.dtype(dtype) == value.dtype
+            if (
+                not copy
+                and same
+                and (order in (None, "K", "A") or value.flags[f"{order}_CONTIGUOUS"])
+            ):
+                return value
+            return DeviceArray._wrap(
+                np.array(value._array, dtype=dtype, order=order or "K"), current()
+            )
+        host = np.array(value, dtype=dtype, order=order or "K", copy=True, subok=False)
+        return DeviceArray._wrap(host, current())
+
+    def asarray(a: Any, dtype: Any = None, order: Any = None) -> Any:
+        """``cupy.asarray``: host data is copied to the device; device arrays are kept."""
+        return to_device(a, dtype, order, copy=False)
+
+    def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", ndmin: int = 0):
+        """``cupy.array``: a new device array (unless ``copy=False`` and nothing changes)."""
+        result = to_device(obj, dtype, order, copy=copy)
+        return result.reshape((1,) * (ndmin - result.ndim) + result.shape) if ndmin else result
+
+    def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None) -> np.ndarray:
+        """``cupy.asnumpy``: device arrays are copied to the host, others converted."""
+        if isinstance(a, DeviceArray):
+            return a.get(order=order, out=out)
+        result = np.asarray(a, order=order)
+        if out is not None:
+            out[...] = result
+            return out
+        return result
+
+    def get_array_module(*args: Any) -> ModuleType:
+        return module if any(isinstance(a, DeviceArray) for a in args) else np
+
+    class ElementwiseKernel:
+        """``cupy.ElementwiseKernel`` on the host: the rendered source runs on device arrays."""
+
+        def __init__(self, in_params: str, out_params: str, operation: str, name: str = "kernel",
+                     reduce_dims: bool = True, preamble: str = "", no_return: bool = False,
+                     return_tuple: bool = False, *, loop_prep: str = "", after_loop: str = "",
+                     options: tuple = ()) -> None:  # fmt: skip
+            if loop_prep or after_loop:
+                raise NotImplementedError("the stand-in renders no loop_prep/after_loop")
+            self.host = HostKernel(in_params, out_params, operation, name, preamble)
+            self.in_params, self.out_params = in_params, out_params
+            self.operation, self.name, self.preamble = operation, name, preamble
+            self.no_return, self.return_tuple = no_return, return_tuple
+            self.launches = 0
+            module.kernels.append(self)
+
+        def __call__(self, *args: Any, size: int | None = None, block_size: int = 128,
+                     stream: Any = None) -> Any:  # fmt: skip
+            if block_size <= 0:
+                raise ValueError("block_size must be greater than zero")
+            for value in args:
+                if not (isinstance(value, DeviceArray) or is_scalar(value)):
+                    raise TypeError(f"Unsupported type {type(value)}")
+            unwrapped = [a._array if isinstance(a, DeviceArray) else a for a in args]
+            outputs = self.host(*unwrapped, size=None if size == -1 else size)
+            self.launches += self.host.launched
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            given = args[len(self.host.in_params) :]
+            results = tuple(given) or tuple(DeviceArray._wrap(o, current()) for o in outputs)
+            if self.no_return:
+                return None
+            return results[0] if len(results) == 1 and not self.return_tuple else results
+
+    runtime = SimpleNamespace(
+        CUDARuntimeError=CUDARuntimeError,
+        getDevice=lambda: state.current,
+        setDevice=lambda index: device_class(index).use(),
+        getDeviceCount=lambda: state.count,
+        deviceSynchronize=lambda: None,
+        getDeviceProperties=lambda index: {"name": b"host stand-in", "major": 0, "minor": 0},
+        runtimeGetVersion=lambda: 0,
+        driverGetVersion=lambda: 0,
+    )
+    module.__dict__.update(
+        __version__="stand-in",
+        ndarray=DeviceArray,
+        asarray=asarray,
+        asanyarray=asarray,
+        array=array,
+        asnumpy=asnumpy,
+        get_array_module=get_array_module,
+        ElementwiseKernel=ElementwiseKernel,
+        cuda=SimpleNamespace(
+            runtime=runtime,
+            Device=device_class,
+            Stream=_Stream,
+            get_current_stream=lambda: _Stream.null,
+            compiler=SimpleNamespace(CompileException=CompileError),
+            driver=SimpleNamespace(CUDADriverError=LaunchError),
+        ),
+        kernels=[],
+    )
+
+    def module_getattr(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = _namespace_attribute(np, name, module)
+        module.__dict__[name] = value  # look each name up once
+        return value
+
+    module.__getattr__ = module_getattr
+    return module
