@@ -317,7 +317,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    from .training.checkpoint import training_state_path
+    from .serialization import training_state_path
     from .training.sampling import load_char_model, sample_text
 
     # Sampling reads only the training state; after a kill between the two checkpoint writes it

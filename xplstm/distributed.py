@@ -22,6 +22,16 @@ import numpy as np
 
 from .backend import asnumpy, is_cupy_array
 from .layer import LSTM
+from .serialization import (
+    EPOCH_KEY,
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    load_optimizer_state,
+    optimizer_state,
+    read_checkpoint,
+    training_state_path,
+    write_checkpoint,
+)
 from .validation import check_lengths
 
 try:
@@ -387,7 +397,6 @@ def fit(
     list of float
         The loss before each step taken in this call.
     """
-    from .training.checkpoint import read_checkpoint, training_state_path, write_checkpoint
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
@@ -401,20 +410,19 @@ def fit(
     if resume and directory is None:
         raise ValueError("resume=True needs a checkpoint_dir")
     done = 0
-    if resume and directory is not None and training_state_path(directory / "last.npz").exists():
-        saved, state = read_checkpoint(directory / "last.npz")
+    last = None if directory is None else directory / LAST_CHECKPOINT
+    if resume and last is not None and training_state_path(last).exists():
+        saved, state = read_checkpoint(last)
         model.load_state_dict(saved.state_dict())
-        optimizer.load_state_dict(
-            {k[len("optimizer.") :]: v for k, v in state.items() if k.startswith("optimizer.")}
-        )
-        done = int(state["trainer.epoch"])
+        load_optimizer_state(optimizer, state)
+        done = int(state[EPOCH_KEY])
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
 
     def checkpoint(name: str, epoch: int) -> None:
         assert directory is not None
-        state = {f"optimizer.{k}": v for k, v in optimizer.state_dict().items()}
-        state["trainer.epoch"] = np.array(epoch, dtype=np.int64)
+        state = optimizer_state(optimizer)
+        state[EPOCH_KEY] = np.array(epoch, dtype=np.int64)
         write_checkpoint(directory / name, model, state)
 
     history = []
@@ -430,7 +438,7 @@ def fit(
             optimizer.step({name: model.xp.asarray(g) for name, g in gradients.items()})
             history.append(value)
         if directory is not None:
-            checkpoint("last.npz", epoch + 1)
+            checkpoint(LAST_CHECKPOINT, epoch + 1)
     if directory is not None:
-        checkpoint("final.npz", max(done, epochs))
+        checkpoint(FINAL_CHECKPOINT, max(done, epochs))
     return history

@@ -14,7 +14,6 @@ back. Stacked layers take the concatenated outputs of both directions.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -25,10 +24,9 @@ from typing import Any
 import numpy as np
 
 from . import engine
-from .backend import asnumpy
 from .devices import device_scope, select_device
-from .npz_io import load_npz, save_npz_atomic
 from .reversal import Reversal
+from .serialization import layer_config, load_layer, save_layer
 from .validation import (
     check_device_array,
     check_dtype,
@@ -42,11 +40,6 @@ from .validation import (
 from .workspace import Workspace
 
 __all__ = ["LSTM"]
-
-_CHECKPOINT_FORMAT = "xplstm.LSTM"
-_CHECKPOINT_VERSION = 1
-_CONFIG_KEY = "xplstm_config"
-
 
 # --------------------------------------------------------------------------- forward record
 
@@ -190,15 +183,7 @@ class LSTM:
         return model
 
     def _config(self) -> dict[str, Any]:
-        return {
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bias": self.bias,
-            "batch_first": self.batch_first,
-            "bidirectional": self.bidirectional,
-            "dtype": self.dtype.name,
-        }
+        return layer_config(self)
 
     # ----------------------------------------------------------------------- parameters
 
@@ -371,11 +356,7 @@ class LSTM:
         ``"xplstm_config"``, each parameter an array under its :meth:`state_dict` name. The
         device and the gradients are not saved.
         """
-        config = {"format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, **self._config()}
-        arrays: dict[str, Any] = {_CONFIG_KEY: np.array(json.dumps(config))}
-        for name, array in self._parameters.items():
-            arrays[name] = asnumpy(array)
-        save_npz_atomic(path, arrays)
+        save_layer(path, self._config(), self._parameters)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> LSTM:
@@ -396,9 +377,8 @@ class LSTM:
             checkpoint (the message names ``path``).
         """
         select_device(device)  # device errors are not file errors: raise them first
-        arrays = load_npz(path)
+        config, arrays = load_layer(path)
         path = os.fspath(path)
-        config = _read_config(path, arrays.pop(_CONFIG_KEY, None))
         try:
             model = cls._uninitialized(config, device)
         except (TypeError, ValueError) as error:
@@ -634,26 +614,3 @@ class LSTM:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
-
-
-def _read_config(path: str, stored: Any) -> dict[str, Any]:
-    """The constructor arguments stored in a checkpoint, or ``ValueError`` naming ``path``."""
-    foreign = f"{path} is not an xplstm.LSTM checkpoint"
-    if stored is None or stored.dtype.kind != "U" or stored.ndim != 0:
-        raise ValueError(f"{foreign} (no {_CONFIG_KEY!r} entry)")
-    try:
-        config = json.loads(str(stored[()]))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{foreign} (its {_CONFIG_KEY!r} is not JSON: {error})") from error
-    if not isinstance(config, dict) or config.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{foreign} (its {_CONFIG_KEY!r} does not name the format)")
-    if config.get("version") != _CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path} is an xplstm.LSTM checkpoint of version {config.get('version')!r}; "
-            f"this xplstm reads version {_CHECKPOINT_VERSION}"
-        )
-    keys = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional")
-    missing = [key for key in (*keys, "dtype") if key not in config]
-    if missing:
-        raise ValueError(f"{path} is an xplstm.LSTM checkpoint without {missing}")
-    return {key: config[key] for key in (*keys, "dtype")}

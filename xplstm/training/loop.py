@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import Checkpoint, training_state_path, write_checkpoint
+from ..serialization import (
+    EPOCH_KEY,
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    TRAINER_PREFIX,
+    Checkpoint,
+    load_optimizer_state,
+    optimizer_state,
+    training_state_path,
+    write_checkpoint,
+)
 from .clipping import clip_by_global_norm
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .data import generator_from_array, generator_to_array
@@ -27,10 +37,6 @@ from .tasks import DigitsTask, TextTask, make_task
 
 __all__ = ["FINAL_CHECKPOINT", "LAST_CHECKPOINT", "Trainer", "TrainingResult", "train"]
 
-LAST_CHECKPOINT = "last.npz"
-FINAL_CHECKPOINT = "final.npz"
-TRAINER = "trainer."
-OPTIMIZER = "optimizer."
 HISTORY_NAMES = ("train_loss", "train_accuracy", "test_accuracy")
 
 
@@ -77,33 +83,33 @@ class _Position:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {
-            TRAINER + "epoch": np.array(self.epoch, dtype=np.int64),
-            TRAINER + "batch_index": np.array(self.batch_index, dtype=np.int64),
-            TRAINER + "step": np.array(self.step, dtype=np.int64),
-            TRAINER + "order": (
+            EPOCH_KEY: np.array(self.epoch, dtype=np.int64),
+            TRAINER_PREFIX + "batch_index": np.array(self.batch_index, dtype=np.int64),
+            TRAINER_PREFIX + "step": np.array(self.step, dtype=np.int64),
+            TRAINER_PREFIX + "order": (
                 np.zeros(0, dtype=np.int64) if self.order is None else self.order.astype(np.int64)
             ),
-            TRAINER + "loss_sum": np.array(self.loss_sum, dtype=np.float64),
-            TRAINER + "correct": np.array(self.correct, dtype=np.int64),
-            TRAINER + "count": np.array(self.count, dtype=np.int64),
+            TRAINER_PREFIX + "loss_sum": np.array(self.loss_sum, dtype=np.float64),
+            TRAINER_PREFIX + "correct": np.array(self.correct, dtype=np.int64),
+            TRAINER_PREFIX + "count": np.array(self.count, dtype=np.int64),
         }
         for name, values in self.history.items():
-            arrays[f"{TRAINER}history.{name}"] = np.array(values, dtype=np.float64)
+            arrays[f"{TRAINER_PREFIX}history.{name}"] = np.array(values, dtype=np.float64)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> _Position:
-        order = arrays[TRAINER + "order"]
+        order = arrays[TRAINER_PREFIX + "order"]
         return cls(
-            epoch=int(arrays[TRAINER + "epoch"]),
-            batch_index=int(arrays[TRAINER + "batch_index"]),
-            step=int(arrays[TRAINER + "step"]),
+            epoch=int(arrays[EPOCH_KEY]),
+            batch_index=int(arrays[TRAINER_PREFIX + "batch_index"]),
+            step=int(arrays[TRAINER_PREFIX + "step"]),
             order=order.copy() if order.size else None,
-            loss_sum=float(arrays[TRAINER + "loss_sum"]),
-            correct=int(arrays[TRAINER + "correct"]),
-            count=int(arrays[TRAINER + "count"]),
+            loss_sum=float(arrays[TRAINER_PREFIX + "loss_sum"]),
+            correct=int(arrays[TRAINER_PREFIX + "correct"]),
+            count=int(arrays[TRAINER_PREFIX + "count"]),
             history={
-                name: [float(v) for v in arrays[f"{TRAINER}history.{name}"]]
+                name: [float(v) for v in arrays[f"{TRAINER_PREFIX}history.{name}"]]
                 for name in HISTORY_NAMES
             },
         )
@@ -178,21 +184,19 @@ class Trainer:
 
     def training_state(self) -> dict[str, np.ndarray]:
         """Everything but the LSTM, as host arrays with prefixed keys."""
-        arrays = {TRAINER + "config": self.config.to_array()}
-        arrays[TRAINER + "shuffle_rng"] = generator_to_array(self.shuffle_rng)
+        arrays = {TRAINER_PREFIX + "config": self.config.to_array()}
+        arrays[TRAINER_PREFIX + "shuffle_rng"] = generator_to_array(self.shuffle_rng)
         arrays.update(self.position.to_arrays())
         arrays.update(self.model.head_state())
-        arrays.update({OPTIMIZER + k: v for k, v in self.optimizer.state_dict().items()})
+        arrays.update(optimizer_state(self.optimizer))
         arrays.update(self.task.checkpoint_arrays())
         return arrays
 
     def load_training_state(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Restore what :meth:`training_state` saved (the LSTM is restored by the caller)."""
         self.model.load_head_state(dict(arrays))
-        self.optimizer.load_state_dict(
-            {k[len(OPTIMIZER) :]: v for k, v in arrays.items() if k.startswith(OPTIMIZER)}
-        )
-        self.shuffle_rng = generator_from_array(arrays[TRAINER + "shuffle_rng"])
+        load_optimizer_state(self.optimizer, arrays)
+        self.shuffle_rng = generator_from_array(arrays[TRAINER_PREFIX + "shuffle_rng"])
         self.position = _Position.from_arrays(arrays)
         self.last_saved_step = self.position.step
 
@@ -312,9 +316,9 @@ class Trainer:
 
 def checkpoint_config(arrays: Mapping[str, np.ndarray]) -> TrainConfig:
     """The :class:`TrainConfig` stored in a checkpoint's training state."""
-    if TRAINER + "config" not in arrays:
+    if TRAINER_PREFIX + "config" not in arrays:
         raise ValueError("the checkpoint was not written by xplstm train (it has no config)")
-    return TrainConfig.from_array(arrays[TRAINER + "config"])
+    return TrainConfig.from_array(arrays[TRAINER_PREFIX + "config"])
 
 
 def resolve_config(settings: Mapping[str, Any], stored: TrainConfig | None) -> TrainConfig:

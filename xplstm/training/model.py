@@ -13,12 +13,10 @@ import numpy as np
 
 from ..backend import asnumpy
 from ..layer import LSTM
+from ..serialization import HEAD_PREFIX, LSTM_PREFIX
 from .dense import Dense
 
 __all__ = ["CharModel", "SequenceClassifier", "init_forget_bias"]
-
-LSTM_PREFIX = "lstm."
-HEAD_PREFIX = "head."
 
 
 def init_forget_bias(lstm: LSTM, value: float) -> None:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..backend import asnumpy
-from .checkpoint import read_checkpoint
+from ..serialization import read_checkpoint
 from .data import CharVocabulary, DataError
 from .loop import checkpoint_config
 from .model import CharModel
@@ -26,7 +26,7 @@ def load_char_model(
     DataError
         The checkpoint is of the digits task.
     FileNotFoundError, ValueError
-        As :func:`xplstm.training.checkpoint.read_checkpoint`.
+        As :func:`xplstm.serialization.read_checkpoint`.
     """
     lstm, arrays = read_checkpoint(path, device)
     config = checkpoint_config(arrays)

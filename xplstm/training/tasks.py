@@ -13,6 +13,7 @@ import numpy as np
 
 from ..backend import asnumpy
 from ..layer import LSTM
+from ..serialization import TEXT_PREFIX
 from .config import TrainConfig
 from .data import (
     CharVocabulary,
@@ -26,8 +27,6 @@ from .losses import sequence_cross_entropy, softmax_cross_entropy
 from .model import CharModel, SequenceClassifier
 
 __all__ = ["DigitsTask", "TextTask", "make_task"]
-
-TEXT_PREFIX = "text."
 
 
 class DigitsTask:

@@ -1,0 +1,261 @@
+"""Checkpoint formats: the layer file of :meth:`xplstm.LSTM.save` and the training state.
+
+Every file is an ``.npz`` archive without pickles, written atomically
+(:func:`xplstm.npz_io.save_npz_atomic`).
+
+**Layer file** (``NAME.npz``): each parameter under its ``state_dict`` name, and the
+configuration as JSON in a 0-d unicode array under :data:`CONFIG_KEY`, naming the format
+(:data:`LAYER_FORMAT`) and its version (:data:`LAYER_VERSION`).
+
+**Training state** (``NAME.training.npz``, :func:`training_state_path`), written before the
+layer file and self-contained: the LSTM's configuration (:data:`LSTM_CONFIG_KEY`, JSON) and
+parameters (``lstm.<name>``), and the rest of the run under :data:`TRAINING_PREFIXES`: the
+head (``head.``), the optimizer (``optimizer.<slot>.<parameter>``, :func:`optimizer_state`),
+the trainer's counters (``trainer.``, the epochs done under :data:`EPOCH_KEY`) and the text
+task (``text.``). Resuming and sampling read only this file, so a run killed at any moment
+resumes from one complete checkpoint; after a kill between the two writes ``NAME.npz`` may lag
+one checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backend import asnumpy
+from .npz_io import load_npz, save_npz_atomic
+
+if TYPE_CHECKING:
+    from .layer import LSTM
+
+__all__ = [
+    "CONFIG_KEY",
+    "EPOCH_KEY",
+    "FINAL_CHECKPOINT",
+    "HEAD_PREFIX",
+    "LAST_CHECKPOINT",
+    "LAYER_ARGUMENTS",
+    "LSTM_PREFIX",
+    "OPTIMIZER_PREFIX",
+    "TEXT_PREFIX",
+    "TRAINER_PREFIX",
+    "TRAINING_PREFIXES",
+    "Checkpoint",
+    "layer_config",
+    "load_layer",
+    "load_optimizer_state",
+    "optimizer_state",
+    "read_checkpoint",
+    "save_layer",
+    "strip_prefix",
+    "training_state_path",
+    "write_checkpoint",
+]
+
+LAYER_FORMAT = "xplstm.LSTM"
+LAYER_VERSION = 1
+CONFIG_KEY = "xplstm_config"
+# The constructor arguments a checkpoint stores (with "dtype", by its name).
+LAYER_ARGUMENTS = (
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bias",
+    "batch_first",
+    "bidirectional",
+)
+
+LSTM_PREFIX = "lstm."
+LSTM_CONFIG_KEY = LSTM_PREFIX + "config"
+HEAD_PREFIX = "head."
+OPTIMIZER_PREFIX = "optimizer."
+TRAINER_PREFIX = "trainer."
+TEXT_PREFIX = "text."
+TRAINING_PREFIXES = (HEAD_PREFIX, OPTIMIZER_PREFIX, TRAINER_PREFIX, TEXT_PREFIX)
+EPOCH_KEY = TRAINER_PREFIX + "epoch"
+TRAINING_SUFFIX = ".training.npz"
+LAST_CHECKPOINT = "last.npz"
+FINAL_CHECKPOINT = "final.npz"
+
+
+# --------------------------------------------------------------------------- the layer file
+
+
+def layer_config(layer: Any) -> dict[str, Any]:
+    """The constructor arguments of ``layer`` that a checkpoint stores (``dtype`` by name)."""
+    config = {name: getattr(layer, name) for name in LAYER_ARGUMENTS}
+    config["dtype"] = np.dtype(layer.dtype).name
+    return config
+
+
+def save_layer(
+    path: str | os.PathLike, config: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> None:
+    """Write a layer file: ``config`` (see :func:`layer_config`) and ``parameters`` by name."""
+    stored = {"format": LAYER_FORMAT, "version": LAYER_VERSION, **config}
+    arrays: dict[str, Any] = {CONFIG_KEY: np.array(json.dumps(stored))}
+    for name, array in parameters.items():
+        arrays[name] = asnumpy(array)
+    save_npz_atomic(path, arrays)
+
+
+def load_layer(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The configuration and the parameter arrays of a layer file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is damaged or not an ``xplstm.LSTM`` checkpoint of this version (the message
+        names ``path``).
+    """
+    arrays = load_npz(path)
+    config = _read_config(os.fspath(path), arrays.pop(CONFIG_KEY, None))
+    return config, arrays
+
+
+def _read_config(path: str, stored: Any) -> dict[str, Any]:
+    """The constructor arguments stored in a checkpoint, or ``ValueError`` naming ``path``."""
+    foreign = f"{path} is not an xplstm.LSTM checkpoint"
+    if stored is None or stored.dtype.kind != "U" or stored.ndim != 0:
+        raise ValueError(f"{foreign} (no {CONFIG_KEY!r} entry)")
+    try:
+        config = json.loads(str(stored[()]))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{foreign} (its {CONFIG_KEY!r} is not JSON: {error})") from error
+    if not isinstance(config, dict) or config.get("format") != LAYER_FORMAT:
+        raise ValueError(f"{foreign} (its {CONFIG_KEY!r} does not name the format)")
+    if config.get("version") != LAYER_VERSION:
+        raise ValueError(
+            f"{path} is an xplstm.LSTM checkpoint of version {config.get('version')!r}; "
+            f"this xplstm reads version {LAYER_VERSION}"
+        )
+    missing = [key for key in (*LAYER_ARGUMENTS, "dtype") if key not in config]
+    if missing:
+        raise ValueError(f"{path} is an xplstm.LSTM checkpoint without {missing}")
+    return {key: config[key] for key in (*LAYER_ARGUMENTS, "dtype")}
+
+
+# --------------------------------------------------------------------------- training-state codec
+
+
+def strip_prefix(prefix: str, arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``arrays`` under ``prefix``, with the prefix taken off their keys."""
+    return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+
+def optimizer_state(optimizer: Any) -> dict[str, np.ndarray]:
+    """``optimizer.state_dict()`` with keys under :data:`OPTIMIZER_PREFIX`."""
+    return {OPTIMIZER_PREFIX + key: value for key, value in optimizer.state_dict().items()}
+
+
+def load_optimizer_state(optimizer: Any, arrays: Mapping[str, Any]) -> None:
+    """Restore what :func:`optimizer_state` stored among ``arrays``."""
+    optimizer.load_state_dict(strip_prefix(OPTIMIZER_PREFIX, arrays))
+
+
+def training_state_path(path: str | os.PathLike) -> Path:
+    """``DIR/NAME.npz`` -> ``DIR/NAME.training.npz`` (a training-state path maps to itself)."""
+    path = Path(path)
+    if path.name.endswith(TRAINING_SUFFIX):
+        return path
+    stem = path.name[: -len(".npz")] if path.name.endswith(".npz") else path.name
+    return path.with_name(stem + TRAINING_SUFFIX)
+
+
+def write_checkpoint(
+    path: str | os.PathLike, lstm: LSTM, training_state: Mapping[str, Any]
+) -> None:
+    """Write ``NAME.training.npz`` and then ``NAME.npz`` (both atomically).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``NAME.npz``, the layer file.
+    lstm : LSTM
+    training_state : mapping of str to ndarray
+        Every key starts with one of :data:`TRAINING_PREFIXES`.
+
+    Raises
+    ------
+    KeyError
+        If a key of ``training_state`` lacks those prefixes.
+    """
+    config = json.dumps(layer_config(lstm), sort_keys=True)
+    arrays: dict[str, Any] = {LSTM_CONFIG_KEY: np.array(config)}
+    arrays.update({LSTM_PREFIX + name: asnumpy(v) for name, v in lstm.named_parameters()})
+    for name, value in training_state.items():
+        if not name.startswith(TRAINING_PREFIXES):
+            raise KeyError(f"training state key {name!r} lacks a prefix of {TRAINING_PREFIXES}")
+        arrays[name] = value
+    save_npz_atomic(training_state_path(path), arrays)
+    lstm.save(path)
+
+
+class Checkpoint:
+    """A training state read from ``NAME.training.npz``, on the host until :meth:`lstm` is called.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``NAME.npz`` or ``NAME.training.npz``; the training state is read from the latter.
+
+    Attributes
+    ----------
+    path : Path
+        The training state file.
+    arrays : dict of str to numpy.ndarray
+        Everything in it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the training state file does not exist.
+    ValueError
+        If it is damaged or not a training checkpoint.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = training_state_path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(
+                f"{self.path} does not exist (the training state saved beside {Path(path).name})"
+            )
+        self.arrays = load_npz(self.path)
+        if LSTM_CONFIG_KEY not in self.arrays:
+            raise ValueError(f"{self.path} is not an xplstm training checkpoint")
+
+    @property
+    def training_state(self) -> dict[str, np.ndarray]:
+        """The arrays under :data:`TRAINING_PREFIXES`."""
+        return {k: v for k, v in self.arrays.items() if k.startswith(TRAINING_PREFIXES)}
+
+    def lstm(self, device: str = "cpu") -> LSTM:
+        """The saved LSTM, built on ``device`` (``"cpu"`` or ``"cuda"``)."""
+        from .layer import LSTM
+
+        try:
+            config = json.loads(str(self.arrays[LSTM_CONFIG_KEY][()]))
+            lstm = LSTM(**config, device=device)
+            parameters = strip_prefix(LSTM_PREFIX, self.arrays)
+            del parameters[LSTM_CONFIG_KEY[len(LSTM_PREFIX) :]]
+            lstm.load_state_dict(parameters)
+        except (TypeError, ValueError, KeyError) as error:
+            message = error.args[0] if error.args else error
+            raise ValueError(f"{self.path} holds an unusable LSTM: {message}") from error
+        return lstm
+
+
+def read_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[LSTM, dict]:
+    """The LSTM (on ``device``) and the training state of the checkpoint at ``path``.
+
+    See :class:`Checkpoint` for ``path`` and the errors.
+    """
+    checkpoint = Checkpoint(path)
+    return checkpoint.lstm(device), checkpoint.training_state
