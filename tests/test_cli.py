@@ -64,6 +64,26 @@ def test_help_for_each_command(capsys, command, expected):
     assert expected in out
 
 
+def test_train_help_shows_the_train_config_defaults(capsys, monkeypatch):
+    import dataclasses
+
+    from xplstm.training.config import TrainConfig
+
+    status, out, _ = run_cli(capsys, "train", "--help")
+    assert status == 0
+    text = " ".join(out.split())
+    for flag, shown in [("--epochs N", "25"), ("--lr RATE", "0.01"), ("--clip-norm NORM", "5")]:
+        assert re.search(rf"{flag} .*?\(default: {re.escape(shown)}\)", text)
+
+    @dataclasses.dataclass(frozen=True)
+    class Wider(TrainConfig):
+        hidden_size: int = 96
+
+    monkeypatch.setattr("xplstm.training.config.TrainConfig", Wider)
+    _, out, _ = run_cli(capsys, "train", "--help")
+    assert "hidden size (default: 96)" in " ".join(out.split())
+
+
 def test_python_dash_m_runs_the_command():
     completed = subprocess.run(
         [sys.executable, "-m", "xplstm", "--help"], capture_output=True, text=True, check=False

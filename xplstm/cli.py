@@ -60,6 +60,15 @@ NON_NEGATIVE_FLOAT = _number(float, 0)
 # ----------------------------------------------------------------------------- parser
 
 
+def _default(field: str) -> str:
+    """``"(default: V)"`` with ``V`` the :class:`TrainConfig` default of ``field``."""
+    from .training.config import TrainConfig
+
+    value = getattr(TrainConfig(), field)
+    shown = format(value, "g") if isinstance(value, (int, float)) else value
+    return f"(default: {shown})"
+
+
 def _add_device(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     parser.add_argument(
         "--device",
@@ -87,10 +96,10 @@ def _add_demo(commands: Any) -> None:
         type=POSITIVE_INT,
         metavar="N",
         default=None,
-        help="passes over the data (default: 25)",
+        help=f"passes over the data {_default('epochs')}",
     )
     demo.add_argument(
-        "--seed", type=COUNT, metavar="S", default=None, help="random seed (default: 0)"
+        "--seed", type=COUNT, metavar="S", default=None, help=f"random seed {_default('seed')}"
     )
     _add_device(demo)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -110,29 +119,26 @@ def _add_train(commands: Any) -> None:
         "or the checkpoint's values with --resume.",
     )
     train.add_argument(
-        "--task", choices=("digits", "text"), default=None, help="what to learn (default: digits)"
+        "--task", choices=("digits", "text"), default=None, help=f"what to learn {_default('task')}"
     )
     train.add_argument("--text", metavar="FILE", default=None, help="UTF-8 text for --task text")
     options = [
-        ("--epochs", COUNT, "N", "passes over the data (default: 25)"),
-        ("--hidden", POSITIVE_INT, "H", "hidden size (default: 64)"),
-        ("--layers", POSITIVE_INT, "L", "stacked LSTM layers (default: 1)"),
-        ("--lr", POSITIVE_FLOAT, "RATE", "Adam learning rate (default: 0.01)"),
-        ("--lr-decay", POSITIVE_FLOAT, "FACTOR", "learning-rate factor per epoch (default: 0.88)"),
-        ("--batch-size", POSITIVE_INT, "M", "examples per step (default: 16)"),
-        ("--seq-length", POSITIVE_INT, "T", "characters per window, text task (default: 64)"),
-        (
-            "--clip-norm",
-            NON_NEGATIVE_FLOAT,
-            "NORM",
-            "global-norm gradient clip, 0: off (default: 5)",
-        ),
-        ("--seed", COUNT, "S", "random seed of weights and shuffling (default: 0)"),
+        ("--epochs", COUNT, "N", "passes over the data"),
+        ("--hidden", POSITIVE_INT, "H", "hidden size"),
+        ("--layers", POSITIVE_INT, "L", "stacked LSTM layers"),
+        ("--lr", POSITIVE_FLOAT, "RATE", "Adam learning rate"),
+        ("--lr-decay", POSITIVE_FLOAT, "FACTOR", "learning-rate factor per epoch"),
+        ("--batch-size", POSITIVE_INT, "M", "examples per step"),
+        ("--seq-length", POSITIVE_INT, "T", "characters per window, text task"),
+        ("--clip-norm", NON_NEGATIVE_FLOAT, "NORM", "global-norm gradient clip, 0: off"),
+        ("--seed", COUNT, "S", "random seed of weights and shuffling"),
     ]
     for flag, kind, metavar, description in options:
-        train.add_argument(flag, type=kind, metavar=metavar, default=None, help=description)
+        field = _TRAIN_SETTINGS[flag[2:].replace("-", "_")]
+        help_text = f"{description} {_default(field)}"
+        train.add_argument(flag, type=kind, metavar=metavar, default=None, help=help_text)
     train.add_argument(
-        "--dtype", choices=("float32", "float64"), default=None, help="(default: float32)"
+        "--dtype", choices=("float32", "float64"), default=None, help=_default("dtype")
     )
     _add_device(train)
     train.add_argument(
