@@ -484,6 +484,7 @@ class LSTM:
                     None if c0 is None else c0[row].copy(),
                     lengths=lengths,
                     workspace=self._workspaces.setdefault(row, Workspace()),
+                    xp=xp,
                 )
                 h_n[row] = h_last
                 c_n[row] = c_last
