@@ -19,10 +19,11 @@ operation string computes wrong numbers here exactly as it would on a GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["C_TYPES", "Param", "parse_params", "render_kernel", "resolve_types"]
+__all__ = ["C_TYPES", "Param", "parse_params", "render_kernel", "render_spec", "resolve_types"]
 
 C_TYPES = {
     np.dtype(np.bool_): "bool",
@@ -161,9 +162,10 @@ def render_kernel(
     if device:
         head = f'extern "C" __global__ void {name}({", ".join(arguments)})'
         loop = (
-            f"for (ptrdiff_t i = blockIdx.x * (ptrdiff_t)blockDim.x + threadIdx.x; "
-            f"i < {LOOP_SIZE}; i += (ptrdiff_t)gridDim.x * blockDim.x)"
+            f"for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; "
+            f"i < {LOOP_SIZE}; i += (long long)gridDim.x * blockDim.x)"
         )
+        arguments[-1] = f"long long {LOOP_SIZE}"  # NVRTC has no <stddef.h>
         includes = ""
     else:
         head = f'extern "C" void {name}({", ".join(arguments)})'
@@ -172,3 +174,11 @@ def render_kernel(
     typedefs = "".join(f"typedef {C_TYPES[t]} {v};\n" for v, t in sorted(types.items()))
     body = "\n".join([*declarations, operation])
     return f"{includes}{typedefs}{preamble}\n{head} {{\n{unused}\n{loop} {{\n{body};\n}}\n}}\n"
+
+
+def render_spec(spec: Any, preamble: str, *, device: bool = False) -> str:
+    """:func:`render_kernel` for an ``xplstm.cuda.specs.KernelSpec`` as the cells launch it:
+    ``raw`` parameters get arrays and the others (``int64 hidden``) scalars."""
+    params = parse_params(spec.in_params, True) + parse_params(spec.out_params, False)
+    is_array = tuple(param.raw for param in params)
+    return render_kernel(params, is_array, spec.operation, spec.name, preamble, {}, device=device)
