@@ -13,6 +13,8 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
+from conftest import assert_close  # noqa: E402
+
 import xplstm  # noqa: E402
 from xplstm import distributed as xdist  # noqa: E402
 from xplstm.training.losses import mean_squared_error  # noqa: E402
@@ -33,8 +35,9 @@ def client():
         yield connected
 
 
-def relative_error(actual, expected):
-    return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-300))
+FIT_ULPS = 2**19
+"""Eight Adam steps divide by running gradient magnitudes, which amplifies the reduction-order
+rounding between chunked and single-process gradients far beyond the one-pass bound."""
 
 
 def problem(seed=0, bidirectional=True):
@@ -54,9 +57,9 @@ def test_forward_equals_single_process(client):
     chunked = da.from_array(x, chunks=(STEPS, 3, INPUTS))
     y, (h_n, c_n) = xdist.forward(model, chunked, lengths=lengths, return_state=True)
     y, h_n, c_n = client.compute([y, h_n, c_n], sync=True)
-    assert relative_error(y, want_y) < 1e-12
-    assert relative_error(h_n, want_h) < 1e-12
-    assert relative_error(c_n, want_c) < 1e-12
+    assert_close(y, want_y, np.float64)
+    assert_close(h_n, want_h, np.float64)
+    assert_close(c_n, want_c, np.float64)
 
 
 def test_forward_rechunks_other_axes_with_a_warning(client):
@@ -64,7 +67,7 @@ def test_forward_rechunks_other_axes_with_a_warning(client):
     chunked = da.from_array(x, chunks=(2, 5, INPUTS))
     with pytest.warns(UserWarning, match="rechunking"):
         y = xdist.forward(model, chunked)
-    assert relative_error(y.compute(), model(x)[0]) < 1e-12
+    assert_close(y.compute(), model(x)[0], np.float64)
 
 
 def test_grads_equal_single_process_and_leave_model_grads_alone(client):
@@ -82,7 +85,7 @@ def test_grads_equal_single_process_and_leave_model_grads_alone(client):
     )
     assert set(got) == set(want)
     for name in want:
-        assert relative_error(got[name], want[name]) < 1e-12, name
+        assert_close(got[name], want[name], np.float64, name=name)
     assert all(not value.any() for value in model.grads.values())
 
 
@@ -107,7 +110,7 @@ def test_a_worker_killed_during_grads_is_retried_and_exact(client, tmp_path):
     got = xdist.grads(model, dying, da.from_array(dy, chunks=(STEPS, 5, HIDDEN)), client=client)
     assert os.path.exists(marker), "no worker was killed"
     for name in want:
-        assert relative_error(got[name], want[name]) < 1e-12, name
+        assert_close(got[name], want[name], np.float64, name=name)
 
 
 def test_value_and_grads_weight_chunks_by_batch_share(client):
@@ -123,9 +126,9 @@ def test_value_and_grads_weight_chunks_by_batch_share(client):
         mean_squared_error,
         client=client,
     )
-    assert abs(value - want_value) <= 1e-12 * abs(want_value)
+    assert_close(np.float64(value), np.float64(want_value), np.float64)
     for name, expected in model.grads.items():
-        assert relative_error(got[name], expected) < 1e-12, name
+        assert_close(got[name], expected, np.float64, name=name)
 
 
 def single_process_fit(model, x, targets, optimizer, epochs):
@@ -159,9 +162,9 @@ def test_fit_reduces_the_loss_and_matches_single_process(client, tmp_path):
         reference, x, targets, Adam(dict(reference.named_parameters()), lr=0.02), 8
     )
     assert history[-1] < 0.8 * history[0]
-    np.testing.assert_allclose(history, want, rtol=1e-10)
+    assert_close(np.asarray(history), np.asarray(want), np.float64, ulps=FIT_ULPS)
     for name, value in reference.state_dict().items():
-        assert relative_error(model.state_dict()[name], value) < 1e-10, name
+        assert_close(model.state_dict()[name], value, np.float64, name=name, ulps=FIT_ULPS)
     final = xplstm.LSTM.load(tmp_path / "final.npz")
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(final.state_dict()[name], value)
@@ -245,6 +248,6 @@ def test_fit_with_mini_batches_of_chunks_matches_the_same_schedule_in_one_proces
             optimizer.step(reference.grads)
             want.append(value)
     assert len(history) == 6
-    np.testing.assert_allclose(history, want, rtol=1e-10)
+    assert_close(np.asarray(history), np.asarray(want), np.float64, ulps=FIT_ULPS)
     for name, value in reference.state_dict().items():
-        assert relative_error(model.state_dict()[name], value) < 1e-10, name
+        assert_close(model.state_dict()[name], value, np.float64, name=name, ulps=FIT_ULPS)
