@@ -51,6 +51,16 @@ def tests_gpu(session: nox.Session) -> None:
     session.run("pytest", "-m", "gpu", *session.posargs)
 
 
+@nox.session(python=PYTHON)
+def gpu_stand_in(session: nox.Session) -> None:
+    """Run the gpu-marked tests on the host stand-in for CuPy (kernels rendered for g++)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "-p", "kernel_harness.stand_in_gpu", "-m", "gpu", *session.posargs,
+        env={"PYTHONPATH": "tests"},
+    )  # fmt: skip
+
+
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Quick asv pass over benchmarks/suites against the current environment."""
