@@ -16,7 +16,7 @@ import pytest
 from conftest import assert_close
 from kernel_harness.cells import STEP_ARGUMENTS, backward_inputs, random_step
 from kernel_harness.host import LaunchError, host_compiler
-from kernel_harness.stand_in import fake_cupy
+from kernel_harness.stand_in import fake_cupy, install_stand_in
 
 from xplstm.cells import LSTMTwin, RNNTwin, make_cell
 from xplstm.cuda import fused
@@ -27,10 +27,8 @@ DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
 
 @pytest.fixture
 def cupy(monkeypatch):
-    module = fake_cupy()
-    monkeypatch.setitem(sys.modules, "cupy", module)
-    monkeypatch.setattr(fused, "_KERNELS", {})
-    return module
+    """A fresh stand-in installed as ``cupy`` for this test."""
+    return install_stand_in(monkeypatch)
 
 
 def _step_arrays(rng, kind, batch, hidden, dtype):
@@ -98,7 +96,7 @@ def test_wrong_buffers_are_refused_at_launch(cupy):
     stand-in's refusal of buffers the raw kernels would index wrongly."""
     cell = make_cell("lstm", cupy, np.float32, 2, 3, fused=True)
     gates, state = cupy.zeros((2, 12), np.float32), cupy.zeros((2, 3), np.float32)
-    with pytest.raises(TypeError, match="Type is mismatched. c_prev"):
+    with pytest.raises(TypeError, match=r"Type is mismatched\. c_prev"):
         cell.forward(gates, gates.copy(), state.astype(np.float64), state, state.copy())
     with pytest.raises(LaunchError, match="raw argument h_next is not C-contiguous"):
         cell.forward(gates, gates.copy(), state, state.copy(), state.T.copy().T)

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 from kernel_harness.host import host_compiler
-from kernel_harness.stand_in import fake_cupy
-
-from xplstm.cuda import fused
+from kernel_harness.stand_in import fake_cupy, install_stand_in
 
 REPO = Path(__file__).resolve().parent.parent
 needs_compiler = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler on PATH")
@@ -101,9 +99,7 @@ def test_gpu_report_summary_and_json_from_fake_timings(gpu_report, tmp_path):
 @needs_compiler
 def test_gpu_report_end_to_end_on_a_stand_in_gpu(gpu_report, tmp_path, monkeypatch, capsys):
     """The whole script, tiny sizes, with the host rendering of the kernels standing in for CuPy."""
-    fake = fake_cupy()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(fused, "_KERNELS", {})
+    fake = install_stand_in(monkeypatch)
     monkeypatch.setattr(gpu_report, "optional_torch", lambda: (None, "not in this test"))
     sizes = ({"n_x": 5, "n_a": 6, "m": 3, "T": 4}, {"n_x": 7, "n_a": 7, "m": 2, "T": 3})
     monkeypatch.setattr(gpu_report, "SIZES", sizes)

@@ -20,11 +20,10 @@ from kernel_harness.cells import random_step, ref_lstm_backward
 from kernel_harness.corrupt_operation import swapped
 from kernel_harness.device_array import DeviceArray
 from kernel_harness.host import host_compiler
-from kernel_harness.stand_in import CUDARuntimeError, fake_cupy
+from kernel_harness.stand_in import CUDARuntimeError, fake_cupy, install_stand_in
 
 import xplstm.backend
 from xplstm.cells import LSTMTwin
-from xplstm.cuda import fused
 from xplstm.cuda.specs import kernel_preamble, kernel_specs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,10 +33,7 @@ needs_compiler = pytest.mark.skipif(host_compiler() is None, reason="no C++ comp
 @pytest.fixture
 def cupy(monkeypatch):
     """A fresh stand-in installed as ``cupy`` for this test."""
-    module = fake_cupy()
-    monkeypatch.setitem(sys.modules, "cupy", module)
-    monkeypatch.setattr(fused, "_KERNELS", {})
-    return module
+    return install_stand_in(monkeypatch)
 
 
 # --------------------------------------------------------------------------------- the arrays

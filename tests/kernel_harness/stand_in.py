@@ -18,7 +18,7 @@ import numpy as np
 from .device_array import Device, DeviceArray, DeviceState, device_call, is_scalar
 from .host import CompileError, HostKernel, LaunchError
 
-__all__ = ["CUDARuntimeError", "fake_cupy"]
+__all__ = ["CUDARuntimeError", "fake_cupy", "install_stand_in"]
 
 
 class CUDARuntimeError(RuntimeError):
@@ -211,4 +211,17 @@ def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
         return value
 
     module.__getattr__ = module_getattr
+    return module
+
+
+def install_stand_in(monkeypatch: Any, **devices: int) -> ModuleType:
+    """Make a new :func:`fake_cupy` (``devices`` are its arguments) ``cupy`` for one test, with
+    :mod:`xplstm.cuda.fused`'s kernel memo emptied so it builds its kernels there."""
+    import sys
+
+    from xplstm.cuda import fused
+
+    module = fake_cupy(**devices)
+    monkeypatch.setitem(sys.modules, "cupy", module)
+    monkeypatch.setattr(fused, "_KERNELS", {})
     return module
