@@ -81,3 +81,51 @@ def test_plot_is_written_atomically_through_a_symlink(tmp_path):
     assert plot_history(history, link, "title") == link
     assert link.is_symlink() and target.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in target.parent.iterdir()) == ["target.bin"]
+
+
+def test_a_loop_of_symlinks_is_refused_and_the_link_kept(tmp_path):
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop.name)
+    with pytest.raises(OSError, match="symbolic links") as caught:
+        save_npz_atomic(loop, {"a": np.arange(3)})
+    assert caught.value.filename == str(loop)
+    assert loop.is_symlink()
+
+
+def test_layer_saved_through_a_relative_symlink_chain_lands_in_the_target(tmp_path):
+    import xplstm
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "middle.npz").symlink_to("real/model.npz")  # dangling until the first save
+    (tmp_path / "link.npz").symlink_to("middle.npz")
+    model = xplstm.LSTM(2, 3, seed=0)
+    model.save(tmp_path / "link.npz")
+    assert (tmp_path / "link.npz").is_symlink() and (tmp_path / "middle.npz").is_symlink()
+    loaded = xplstm.LSTM.load(tmp_path / "real" / "model.npz")
+    np.testing.assert_array_equal(loaded.weight_ih_l0, model.weight_ih_l0)
+
+
+@pytest.mark.parametrize("case", ["missing folder", "read-only folder", "a folder", "disk full"])
+def test_write_errors_name_the_target_not_the_temporary(tmp_path, monkeypatch, case):
+    target = tmp_path / "out.npz"
+    write = lambda handle: handle.write(b"data")  # noqa: E731
+    if case == "missing folder":
+        target = tmp_path / "absent" / "out.npz"
+    elif case == "read-only folder":
+        # What mkstemp raises there (root ignores folder modes, so raise it as the OS would).
+        def refuse(*, dir, **_):
+            raise PermissionError(13, "Permission denied", os.path.join(dir, ".out.npz.x.tmp"))
+
+        monkeypatch.setattr("tempfile.mkstemp", refuse)
+    elif case == "a folder":
+        target.mkdir()
+    else:
+
+        def write(handle):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as caught:
+        write_atomic(target, write)
+    assert caught.value.filename == str(target)
+    assert ".tmp" not in str(caught.value)
+    assert caught.value.errno is not None

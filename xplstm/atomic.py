@@ -5,11 +5,14 @@ the mode a plain ``open`` would give (``0o666`` less the umask), then renamed ov
 and the folder is fsynced so the rename is durable. A reader sees the old file or the complete
 new one, never a half-written file; a failed write leaves the old file and no temporary behind.
 A path that is a symbolic link is resolved first, so the link stays and its target is replaced.
-Temporary files are named ``.NAME.<random>.tmp``.
+Temporary files are named ``.NAME.<random>.tmp``. Errors are ``OSError``s that name the path
+the caller gave (never the temporary file): a missing or read-only folder, a folder at the path, a
+full disk, a loop of symbolic links.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -45,6 +48,22 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _resolve(path: str) -> str:
+    """The file a write to ``path`` lands in: symbolic links followed, a folder refused."""
+    target = os.path.realpath(path)
+    if os.path.islink(target):  # realpath stops at a loop of links
+        raise OSError(errno.ELOOP, "too many levels of symbolic links (a loop)", path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+    return target
+
+
+def _naming(error: OSError, path: str, context: str) -> OSError:
+    """``error`` again (same type and errno), naming ``path`` instead of a temporary file."""
+    reason = error.strerror or str(error)
+    return type(error)(error.errno, f"{reason} ({context})", path)
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Write a file at ``path`` atomically by calling ``write`` on a binary handle.
 
@@ -61,11 +80,15 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     Path
         The file written (the link's target when ``path`` is a link).
     """
-    target = os.path.realpath(os.fspath(path))
+    given = os.fspath(path)
+    target = _resolve(given)
     directory = os.path.dirname(target)
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory
-    )
+    try:
+        fd, temporary = tempfile.mkstemp(
+            prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory
+        )
+    except OSError as error:
+        raise _naming(error, given, f"cannot create a file in {directory}") from error
     try:
         with os.fdopen(fd, "w+b") as handle:
             write(handle)
@@ -74,11 +97,13 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         if os.name == "posix":  # mkstemp makes the file 0600; give it the usual mode
             os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(temporary)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError) and error.errno is not None:
+            raise _naming(error, given, "while writing") from error
         raise
     _fsync_directory(directory)
     return Path(target)
