@@ -44,8 +44,15 @@ def load_char_model(
 
 
 def _softmax_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    scaled -= scaled.max()
+    """``softmax(logits / temperature)``, shifted before the division so that it cannot overflow.
+
+    As ``temperature`` goes to 0 this tends to the most likely character(s): a tiny temperature
+    (``1e-310``) gives exactly that, not NaN.
+    """
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max()  # <= 0, and 0 at the maximum
+    with np.errstate(over="ignore"):  # -big / tiny is -inf, whose exp is the wanted 0
+        scaled = shifted / temperature
     probabilities = np.exp(scaled)
     return probabilities / probabilities.sum()
 
