@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_array_module
-from .cells import make_cell
+from .cells import fused_enabled, make_cell
 from .workspace import Workspace, allocate
 
 __all__ = [
@@ -74,6 +74,7 @@ class LSTMSaved(_Record):
     lengths: np.ndarray | None
     fused: bool | None
     xp: Any
+    loop: str = "cupy"
 
     def window(self, start: int, stop: int) -> LSTMSaved:
         """The record of steps ``start .. stop - 1`` alone, as a forward from ``h[start - 1]``.
@@ -222,6 +223,27 @@ def _final_gradient_schedule(final: Any, lengths: np.ndarray | None, xp: Any) ->
     }
 
 
+def _resolve_loop(xp: Any, fused: bool | None, gpu_loop: str | None) -> str:
+    """The step loop: always ``"cupy"`` on NumPy (the name of the plain loop), else the choice."""
+    if xp is np:
+        return "cupy"
+    from .cuda.plan import gpu_loop as resolve
+
+    loop = resolve(gpu_loop)
+    if loop != "cupy" and not fused_enabled(fused):
+        raise ValueError(
+            f"the {loop!r} GPU loop launches the fused kernels, but fused=False (or "
+            "XPLSTM_FUSED=0) asks for the unfused path; use the 'cupy' loop for it"
+        )
+    return loop
+
+
+def _plan(xp: Any, dtype: Any, batch: int, hidden: int, loop: str) -> Any:
+    from .cuda.plan import LSTMPlan
+
+    return LSTMPlan(xp, dtype, batch, hidden, graph=loop == "graph")
+
+
 def _zeros_or(array: Any, shape: tuple[int, ...], dtype: Any, xp: Any) -> Any:
     """``array`` as a C-contiguous array (the cells index it), or zeros when ``None``."""
     return xp.zeros(shape, dtype=dtype) if array is None else xp.ascontiguousarray(array)
@@ -239,6 +261,7 @@ def lstm_forward(
     fused: bool | None = None,
     workspace: Workspace | None = None,
     xp: Any = None,
+    gpu_loop: str | None = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -261,6 +284,9 @@ def lstm_forward(
         still needed); new arrays when ``None``.
     xp : module, optional
         ``numpy`` or ``cupy``, the backend of every array; found from them when ``None``.
+    gpu_loop : {"cupy", "plan", "graph"}, optional
+        CuPy only: how the steps are issued (see :func:`xplstm.cuda.plan.gpu_loop`; default
+        ``XPLSTM_GPU_LOOP``, else ``"cupy"``). The backward pass uses the same loop.
 
     Returns
     -------
@@ -280,24 +306,29 @@ def lstm_forward(
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
-    cell = make_cell("lstm", xp, dtype, batch, hidden, fused=fused)
+    loop = _resolve_loop(xp, fused, gpu_loop)
     gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
-    w_hh_t = w_hh.T
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
     h = allocate(workspace, "h", (steps, batch, hidden), dtype, xp)
     recurrent = allocate(workspace, "recurrent", (batch, 4 * hidden), dtype, xp)
-    h_prev, c_prev = h0, c0
-    for t in range(steps):
-        xp.matmul(h_prev, w_hh_t, out=recurrent)
-        cell.forward(gates[t], recurrent, c_prev, c[t], h[t])
-        h_prev, c_prev = h[t], c[t]
+    if loop == "cupy":
+        cell = make_cell("lstm", xp, dtype, batch, hidden, fused=fused)
+        w_hh_t = w_hh.T
+        h_prev, c_prev = h0, c0
+        for t in range(steps):
+            xp.matmul(h_prev, w_hh_t, out=recurrent)
+            cell.forward(gates[t], recurrent, c_prev, c[t], h[t])
+            h_prev, c_prev = h[t], c[t]
+    else:
+        w_hh = xp.ascontiguousarray(w_hh)
+        _plan(xp, dtype, batch, hidden, loop).forward(gates, recurrent, w_hh, h0, c0, c, h)
 
     h_n = _at_last_step(h, lengths, xp)
     c_n = _at_last_step(c, lengths, xp)
     if lengths is not None:
         # Safe in place: backward never reads h past a length (the gate gradients there are zero).
         h *= xp.asarray(_valid_steps(lengths, steps), dtype=dtype)[:, :, None]
-    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp)
+    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop)
     return h, h_n, c_n, saved
 
 
@@ -338,16 +369,24 @@ def lstm_backward(
     entries_h = _final_gradient_schedule(dh_n, lengths, xp)
     entries_c = _final_gradient_schedule(dc_n, lengths, xp)
 
-    cell = make_cell("lstm", xp, dtype, batch, hidden, fused=saved.fused)
     w_hh = saved.w_hh
-    for t in range(steps - 1, -1, -1):
-        if t in entries_h:
-            dh[entries_h[t]] += dh_n[entries_h[t]]
-        if t in entries_c:
-            dc[entries_c[t]] += dc_n[entries_c[t]]
-        c_prev = c[t - 1] if t > 0 else saved.c0
-        cell.backward(gates[t], dy[t], dh, dc, c_prev, c[t])
-        xp.matmul(gates[t], w_hh, out=dh)
+    if saved.loop == "cupy":
+        cell = make_cell("lstm", xp, dtype, batch, hidden, fused=saved.fused)
+        for t in range(steps - 1, -1, -1):
+            if t in entries_h:
+                dh[entries_h[t]] += dh_n[entries_h[t]]
+            if t in entries_c:
+                dc[entries_c[t]] += dc_n[entries_c[t]]
+            c_prev = c[t - 1] if t > 0 else saved.c0
+            cell.backward(gates[t], dy[t], dh, dc, c_prev, c[t])
+            xp.matmul(gates[t], w_hh, out=dh)
+    else:
+        entries: dict[int, list[tuple[Any, Any, Any]]] = {}
+        for schedule, final, carried in ((entries_h, dh_n, dh), (entries_c, dc_n, dc)):
+            for t, rows in schedule.items():
+                entries.setdefault(t, []).append((rows, final, carried))
+        plan = _plan(xp, dtype, batch, hidden, saved.loop)
+        plan.backward(gates, dy, dh, dc, xp.ascontiguousarray(w_hh), saved.c0, c, entries)
 
     dx, dw_ih, dw_hh, dbias = _weight_gradients(
         gates, saved.x_ones, saved.h, saved.h0, saved.w_ih, xp

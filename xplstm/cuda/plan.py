@@ -1,0 +1,268 @@
+"""Sequence plans: the CuPy loops with the per-step Python work planned away.
+
+On CuPy, :func:`xplstm.engine.lstm_forward` and :func:`xplstm.engine.lstm_backward` run one of
+three loops, chosen by :func:`gpu_loop` (``XPLSTM_GPU_LOOP`` or the engine's ``gpu_loop=``):
+
+- ``"cupy"``: ``cupy.matmul`` into a preallocated buffer and one fused ``ElementwiseKernel``
+  per step (CuPy checks and packs every argument on every call);
+- ``"plan"``: everything is worked out once per call (pointers, leading dimensions, transpose
+  flags, grid sizes, the cuBLAS handle and the launch arguments as tuples of NumPy scalars); per
+  step the loop only calls ``cublas.sgemm``/``dgemm`` and launches a ``RawKernel`` compiled from
+  the same kernel specs (:func:`xplstm.cuda.specs.raw_kernel_source`);
+- ``"graph"``: the planned steps captured once into a CUDA graph on a stream of their own, then
+  launched as one graph.
+
+All operands are row-major (C-contiguous); cuBLAS is column-major, so a row-major product
+``C = A @ B`` is issued as the column-major ``C^T = B^T A^T``: the operands swap places and no
+data moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .specs import kernel_specs, raw_kernel_source
+
+__all__ = ["BLOCK", "GPU_LOOPS", "LSTMPlan", "gpu_loop", "raw_kernels", "tf32_enabled"]
+
+GPU_LOOPS = ("cupy", "plan", "graph")
+BLOCK = 256
+MAX_GRID = 65535  # the kernels loop grid-stride, so a capped grid still covers every element
+OP_N, OP_T = 0, 1  # cublasOperation_t
+
+_MODULES: dict[tuple[str, np.dtype, int], dict[str, Any]] = {}
+_MODULES_LOCK = threading.Lock()
+
+
+def gpu_loop(loop: str | None = None) -> str:
+    """Resolve the CuPy loop: the argument wins, else ``XPLSTM_GPU_LOOP`` (default ``"cupy"``)."""
+    choice = os.environ.get("XPLSTM_GPU_LOOP", "cupy") if loop is None else loop
+    choice = choice.strip().lower() or "cupy"
+    if choice not in GPU_LOOPS:
+        source = "gpu_loop" if loop is not None else "XPLSTM_GPU_LOOP"
+        raise ValueError(f"{source} must be one of {GPU_LOOPS}, got {choice!r}")
+    return choice
+
+
+def tf32_enabled(tf32: bool | None = None) -> bool:
+    """TF32 tensor-core GEMMs for float32 in the planned loops: the argument, else
+    ``XPLSTM_TF32`` (default off: TF32 rounds the GEMM inputs to 10 mantissa bits)."""
+    if tf32 is not None:
+        return bool(tf32)
+    setting = os.environ.get("XPLSTM_TF32", "0").strip().lower()
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    if setting in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"XPLSTM_TF32 must be 0 or 1, got {setting!r}")
+
+
+def raw_kernels(cell: str, dtype: Any) -> dict[str, Any]:
+    """``{"forward": kernel, "backward": kernel}`` as ``RawKernel``s of one ``RawModule``.
+
+    Built once per cell, dtype and device.
+    """
+    import cupy
+
+    dtype = np.dtype(dtype)
+    key = (cell, dtype, cupy.cuda.runtime.getDevice())
+    kernels = _MODULES.get(key)
+    if kernels is None:
+        with _MODULES_LOCK:
+            kernels = _MODULES.get(key)
+            if kernels is None:
+                module = cupy.RawModule(code=raw_kernel_source(cell, dtype))
+                specs = kernel_specs(cell, dtype)
+                kernels = {step: module.get_function(spec.name) for step, spec in specs.items()}
+                _MODULES[key] = kernels
+    return kernels
+
+
+def _pointer(array: Any) -> np.uint64:
+    """A device pointer as a kernel argument (an 8-byte value, like ``T*``)."""
+    return np.uint64(array.data.ptr)
+
+
+def _grid(size: int) -> tuple[int]:
+    return (max(1, min(MAX_GRID, -(-size // BLOCK))),)
+
+
+class _Blas:
+    """The raw cuBLAS GEMM for one dtype, with host scalars that outlive every call."""
+
+    def __init__(self, cupy: Any, dtype: np.dtype, tf32: bool) -> None:
+        cublas = cupy.cuda.cublas
+        self.cublas = cublas
+        self.handle = cupy.cuda.device.get_cublas_handle()
+        self.gemm = cublas.sgemm if dtype == np.float32 else cublas.dgemm
+        self.scalars = np.array([1.0, 0.0], dtype=dtype)  # alpha, beta (host pointer mode)
+        self.one = self.scalars.ctypes.data
+        self.zero = self.one + dtype.itemsize
+        self.math_mode = cublas.CUBLAS_DEFAULT_MATH
+        if tf32 and dtype == np.float32:
+            self.math_mode = cublas.CUBLAS_TF32_TENSOR_OP_MATH
+
+    @contextlib.contextmanager
+    def math(self) -> Iterator[None]:
+        """This plan's math mode on the shared handle, restored afterwards."""
+        previous = self.cublas.getMathMode(self.handle)
+        if previous == self.math_mode:
+            yield
+            return
+        self.cublas.setMathMode(self.handle, self.math_mode)
+        try:
+            yield
+        finally:
+            self.cublas.setMathMode(self.handle, previous)
+
+    def times_transposed(self, c: Any, a: Any, b: Any) -> tuple:
+        """Arguments of ``c = a @ b.T``: ``a (m, k)``, ``b (n, k)``, ``c (m, n)`` row-major."""
+        m, k = a.shape
+        n = b.shape[0]
+        return (
+            self.handle, OP_T, OP_N, n, m, k,
+            self.one, b.data.ptr, k, a.data.ptr, k, self.zero, c.data.ptr, n,
+        )  # fmt: skip
+
+    def times(self, c: Any, a: Any, b: Any) -> tuple:
+        """Arguments of ``c = a @ b``: ``a (m, k)``, ``b (k, n)``, ``c (m, n)`` row-major."""
+        m, k = a.shape
+        n = b.shape[1]
+        return (
+            self.handle, OP_N, OP_N, n, m, k,
+            self.one, b.data.ptr, n, a.data.ptr, k, self.zero, c.data.ptr, n,
+        )  # fmt: skip
+
+
+class LSTMPlan:
+    """The planned LSTM loops for one dtype and shape on the current device.
+
+    Parameters
+    ----------
+    cupy : module
+    dtype : dtype
+        float32 or float64.
+    batch_size, hidden_size : int
+        ``m`` and ``H``.
+    graph : bool
+        Capture each loop into a CUDA graph and launch it (``"graph"`` loop).
+    tf32 : bool, optional
+        float32 only: let cuBLAS use TF32 tensor cores for the recurrent GEMMs (default
+        :func:`tf32_enabled`).
+    """
+
+    def __init__(
+        self,
+        cupy: Any,
+        dtype: Any,
+        batch_size: int,
+        hidden_size: int,
+        *,
+        graph: bool = False,
+        tf32: bool | None = None,
+    ) -> None:
+        self.cupy = cupy
+        self.dtype = np.dtype(dtype)
+        self.kernels = raw_kernels("lstm", self.dtype)
+        self.blas = _Blas(cupy, self.dtype, tf32_enabled(tf32))
+        self.hidden = np.int64(hidden_size)
+        self.size = np.int64(batch_size * hidden_size)
+        self.grid = _grid(batch_size * hidden_size)
+        self.block = (BLOCK,)
+        self.graph = graph
+
+    def _run(self, steps: list[tuple[tuple, tuple]], kernel: Any, gemm_first: bool) -> None:
+        """Issue ``(gemm arguments, kernel arguments)`` per step, in order."""
+        with self.blas.math():
+            if self.graph:
+                self._capture_and_launch(steps, kernel, gemm_first)
+            else:
+                self._issue(steps, kernel, gemm_first)
+
+    def _issue(self, steps: list[tuple[tuple, tuple]], kernel: Any, gemm_first: bool) -> None:
+        gemm, grid, block = self.blas.gemm, self.grid, self.block
+        if gemm_first:
+            for gemm_args, kernel_args in steps:
+                gemm(*gemm_args)
+                kernel(grid, block, kernel_args)
+        else:
+            for gemm_args, kernel_args in steps:
+                kernel(grid, block, kernel_args)
+                gemm(*gemm_args)
+
+    def _capture_and_launch(
+        self, steps: list[tuple[tuple, tuple]], kernel: Any, gemm_first: bool
+    ) -> None:
+        # The caller's work must be done before the capture stream reads its buffers.
+        self.cupy.cuda.get_current_stream().synchronize()
+        stream = self.cupy.cuda.Stream(non_blocking=True)
+        with stream:
+            stream.begin_capture()
+            try:
+                self._issue(steps, kernel, gemm_first)
+            finally:
+                graph = stream.end_capture()
+            graph.launch(stream)
+        stream.synchronize()
+
+    def forward(
+        self, gates: Any, recurrent: Any, w_hh: Any, h0: Any, c0: Any, c: Any, h: Any
+    ) -> None:
+        """The forward loop over ``T`` steps (contract of the engine's ``"cupy"`` loop).
+
+        ``gates (T, m, 4H)`` in: projections, out: activated gates; ``recurrent (m, 4H)``
+        scratch; ``w_hh (4H, H)``; ``h0, c0 (m, H)``; ``c, h (T, m, H)`` written. All
+        C-contiguous.
+        """
+        steps = []
+        h_prev, c_prev = h0, c0
+        for t in range(gates.shape[0]):
+            gemm_args = self.blas.times_transposed(recurrent, h_prev, w_hh)
+            kernel_args = (
+                _pointer(recurrent), _pointer(c_prev), self.hidden,
+                _pointer(gates[t]), _pointer(c[t]), _pointer(h[t]), self.size,
+            )  # fmt: skip
+            steps.append((gemm_args, kernel_args))
+            h_prev, c_prev = h[t], c[t]
+        self._run(steps, self.kernels["forward"], gemm_first=True)
+
+    def backward(
+        self,
+        gates: Any,
+        dy: Any,
+        dh: Any,
+        dc: Any,
+        w_hh: Any,
+        c0: Any,
+        c: Any,
+        entries: dict[int, tuple[Any, Any, Any, Any]],
+    ) -> None:
+        """The backward loop (contract of the engine's ``"cupy"`` loop).
+
+        ``entries`` maps a step to ``(rows, dh_n, dc_n)`` gradients entering there (variable
+        lengths); such steps run outside the plan around cupy's indexed adds.
+        """
+        ordered = []
+        for t in range(gates.shape[0] - 1, -1, -1):
+            c_prev = c[t - 1] if t > 0 else c0
+            kernel_args = (
+                _pointer(dy[t]), _pointer(dh), _pointer(c_prev), _pointer(c[t]), self.hidden,
+                _pointer(gates[t]), _pointer(dc), self.size,
+            )  # fmt: skip
+            ordered.append((t, (self.blas.times(dh, gates[t], w_hh), kernel_args)))
+        kernel = self.kernels["backward"]
+        pending: list[tuple[tuple, tuple]] = []
+        for t, step in ordered:
+            if t in entries:
+                self._run(pending, kernel, gemm_first=False)
+                pending = []
+                for rows, final, carried in entries[t]:
+                    carried[rows] += final[rows]
+            pending.append(step)
+        self._run(pending, kernel, gemm_first=False)
