@@ -34,6 +34,7 @@ __all__ = [
     "RNNSaved",
     "lstm_backward",
     "lstm_forward",
+    "lstm_inference",
     "rnn_backward",
     "rnn_forward",
     "with_ones",
@@ -167,21 +168,40 @@ def _at_last_step(sequence: Any, lengths: np.ndarray | None, xp: Any) -> Any:
     return sequence[xp.asarray(lengths - 1), batch]
 
 
+PROJECTION_CHUNK_BYTES = 2 * 2**20
+"""About how many bytes of input and projected gates one input-projection GEMM covers."""
+
+
+def projection_chunk(batch: int, width: int, rows: int, itemsize: int) -> int:
+    """Steps per input-projection GEMM: ``PROJECTION_CHUNK_BYTES`` of ``(m, width + rows)``.
+
+    The projection runs in chunks of this many steps (from step 0) in every forward, so that
+    :func:`lstm_inference`, which projects one chunk at a time, issues exactly the same GEMMs as
+    :func:`lstm_forward`: a BLAS may round a row differently in a GEMM of another row count.
+    A few-MiB GEMM is still a large one, so this costs nothing measurable.
+    """
+    return max(1, PROJECTION_CHUNK_BYTES // (batch * (width + rows) * itemsize))
+
+
 def _input_projection(
     x_ones: Any, w_ih: Any, bias: Any, xp: Any, workspace: Workspace | None = None
 ) -> Any:
-    """``x @ w_ih.T + bias`` for all steps in one GEMM: ``(T, m, n_in + 1) -> (T, m, G)``."""
+    """``x @ w_ih.T + bias`` for all steps: ``(T, m, n_in + 1) -> (T, m, G)``, one GEMM per
+    :func:`projection_chunk` steps."""
     steps, batch, width = x_ones.shape
     rows = w_ih.shape[0]
     weight_and_bias = xp.empty((rows, width), dtype=w_ih.dtype)
     weight_and_bias[:, :-1] = w_ih
     weight_and_bias[:, -1] = 0 if bias is None else bias
     projected = allocate(workspace, "projected", (steps, batch, rows), x_ones.dtype, xp)
-    xp.matmul(
-        x_ones.reshape(steps * batch, width),
-        weight_and_bias.T,
-        out=projected.reshape(steps * batch, rows),
-    )
+    chunk = projection_chunk(batch, width, rows, x_ones.dtype.itemsize)
+    for start in range(0, steps, chunk):
+        stop = min(start + chunk, steps)
+        xp.matmul(
+            x_ones[start:stop].reshape((stop - start) * batch, width),
+            weight_and_bias.T,
+            out=projected[start:stop].reshape((stop - start) * batch, rows),
+        )
     return projected
 
 
@@ -313,7 +333,7 @@ def lstm_forward(
     recurrent = allocate(workspace, "recurrent", (batch, 4 * hidden), dtype, xp)
     if loop == "cupy":
         cell = make_cell("lstm", xp, dtype, batch, hidden, fused=fused)
-        w_hh_t = w_hh.T
+        w_hh_t = xp.ascontiguousarray(w_hh.T)  # measured faster per step than the view
         h_prev, c_prev = h0, c0
         for t in range(steps):
             xp.matmul(h_prev, w_hh_t, out=recurrent)
@@ -330,6 +350,59 @@ def lstm_forward(
         h *= xp.asarray(_valid_steps(lengths, steps), dtype=dtype)[:, :, None]
     saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop)
     return h, h_n, c_n, saved
+
+
+def lstm_inference(
+    x: Any,
+    w_ih: Any,
+    w_hh: Any,
+    bias: Any = None,
+    h0: Any = None,
+    c0: Any = None,
+    *,
+    lengths: np.ndarray | None = None,
+    fused: bool | None = None,
+    xp: Any = None,
+    gpu_loop: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """:func:`lstm_forward` without a record, for inference: ``(h, h_n, c_n)``, bitwise the same.
+
+    Runs :func:`lstm_forward` on one :func:`projection_chunk` of steps at a time (the chunks its
+    own input projection uses) from the state the previous chunk ended in, copies each chunk's
+    outputs into ``h`` and drops its record, so besides ``h`` only one chunk's buffers (input
+    with ones, gates, cell states) are alive at a time. Arguments as for :func:`lstm_forward`;
+    nothing can be backpropagated.
+    """
+    if xp is None:
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0)
+    steps, batch, n_in = x.shape
+    hidden = w_hh.shape[1]
+    chunk = projection_chunk(batch, n_in + 1, w_ih.shape[0], x.dtype.itemsize)
+    h = xp.empty((steps, batch, hidden), dtype=x.dtype)
+    h_n = xp.empty((batch, hidden), dtype=x.dtype)
+    c_n = xp.empty((batch, hidden), dtype=x.dtype)
+    workspace = Workspace()  # one chunk's buffers, reused by the next chunk
+    h_prev, c_prev = h0, c0
+    for start in range(0, steps, chunk):
+        stop = min(start + chunk, steps)
+        # Steps each sequence has in this chunk: 0 once it has ended (its rows are then computed
+        # on zeroed inputs and ignored, as in lstm_forward), the whole chunk while it goes on.
+        part = None if lengths is None else np.clip(lengths - start, 0, stop - start)
+        if part is not None and np.all(part == stop - start):
+            part = None
+        h_part, h_prev, c_prev, _ = lstm_forward(
+            x[start:stop], w_ih, w_hh, bias, h_prev, c_prev,
+            lengths=part, fused=fused, workspace=workspace, xp=xp, gpu_loop=gpu_loop,
+        )  # fmt: skip
+        h[start:stop] = h_part
+        if lengths is not None:
+            ending = xp.asarray(np.nonzero((lengths > start) & (lengths <= stop))[0])
+            h_n[ending] = h_prev[ending]
+            c_n[ending] = c_prev[ending]
+    if lengths is None:
+        h_n[...] = h_prev
+        c_n[...] = c_prev
+    return h, h_n, c_n
 
 
 def lstm_backward(
@@ -435,7 +508,7 @@ def rnn_forward(
     h = _input_projection(x_ones, w_ih, bias, xp)
     recurrent = xp.empty((batch, hidden), dtype=x.dtype)
     cell = make_cell("rnn", xp, x.dtype, batch, hidden, fused=fused)
-    w_hh_t = w_hh.T
+    w_hh_t = xp.ascontiguousarray(w_hh.T)
     h_prev = h0
     for t in range(steps):
         xp.matmul(h_prev, w_hh_t, out=recurrent)

@@ -43,6 +43,7 @@ class LSTMTwin:
         self.scratch = xp.empty(cell, dtype=self.dtype)
         self.dh_total = xp.empty(cell, dtype=self.dtype)
         self.tanh_c = xp.empty(cell, dtype=self.dtype)
+        self.temporary = xp.empty(cell, dtype=self.dtype)
         self.upstream = xp.empty(block, dtype=self.dtype)
         self.work = xp.empty(block, dtype=self.dtype)
 
@@ -97,17 +98,18 @@ class LSTMTwin:
         xp = self.xp
         i, f, g, o = self._split(gates)
         up_i, up_f, up_g, up_o = self._split(self.upstream)
-        dh_total, tanh_c, tanh_grad = self.dh_total, self.tanh_c, self.scratch
+        dh_total, tanh_c = self.dh_total, self.tanh_c
+        tanh_grad, temporary = self.scratch, self.temporary
         # dh_total = dy[index] + dh[index]; tanh_c = tanh_of(c_next[index])
         xp.add(dy, dh, out=dh_total)
         xp.tanh(c_next, out=tanh_c)
         # dc_total = dc[index] + dh_total * o * tanh_grad_from_output(tanh_c)
         xp.subtract(1, tanh_c, out=tanh_grad)
-        xp.add(tanh_c, 1, out=up_i)
-        tanh_grad *= up_i
-        xp.multiply(dh_total, o, out=up_i)
-        up_i *= tanh_grad
-        dc += up_i
+        xp.add(tanh_c, 1, out=temporary)
+        tanh_grad *= temporary
+        xp.multiply(dh_total, o, out=temporary)
+        temporary *= tanh_grad
+        dc += temporary
         # the factors beside each derivative: dc_total * g, dc_total * c_prev, dc_total * i,
         # dh_total * tanh_c
         xp.multiply(dc, g, out=up_i)
