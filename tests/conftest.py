@@ -78,12 +78,6 @@ def assert_close(actual, expected, dtype, scale=None, name="", *, ulps=ULPS):
     )
 
 
-def tolerance(dtype) -> float:
-    """Deprecated, for ``tests/test_kernels.py`` alone until it calls :func:`assert_close`
-    (its owner is switching it); unchanged so that file's checks do not move meanwhile."""
-    return 1e-12 if np.dtype(dtype) == np.float64 else 2e3 * float(np.finfo(np.float32).eps)
-
-
 def central_difference(loss, array, index, step=1e-6):
     """``d loss() / d array.flat[index]`` by central differences, perturbing the live ``array``
     (C-contiguous, NumPy or CuPy) and restoring it. In float64 with the default step the

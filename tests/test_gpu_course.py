@@ -82,6 +82,6 @@ def test_gpu_course_functions_match_numpy_float64(dtype, sizes, fused, monkeypat
     assert actual.keys() == expected.keys()
     for name, value in actual.items():
         assert isinstance(value, cupy.ndarray), f"{name} came back as {type(value).__name__}"
-        # no looser than the old normwise bound, tolerance(dtype) * max(1, max|expected|)
+        # no looser than the old normwise bound (1e-12 or 2e3 eps times max(1, max|expected|))
         scale = max(1.0, float(np.abs(expected[name]).max(initial=0.0)))
         assert_close(value, expected[name], dtype, scale, name)
