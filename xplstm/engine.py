@@ -168,19 +168,23 @@ def _at_last_step(sequence: Any, lengths: np.ndarray | None, xp: Any) -> Any:
     return sequence[xp.asarray(lengths - 1), batch]
 
 
-PROJECTION_CHUNK_BYTES = 2 * 2**20
-"""About how many bytes of input and projected gates one input-projection GEMM covers."""
+PROJECTION_CHUNK_BYTES = 3 * 2**19
+"""About how many bytes of input and projected gates one input-projection GEMM covers (NumPy)."""
+GPU_PROJECTION_CHUNK_BYTES = 16 * 2**20
+"""The same on CuPy: larger, as each GEMM launch costs microseconds of host time."""
 
 
-def projection_chunk(batch: int, width: int, rows: int, itemsize: int) -> int:
-    """Steps per input-projection GEMM: ``PROJECTION_CHUNK_BYTES`` of ``(m, width + rows)``.
+def projection_chunk(batch: int, width: int, rows: int, itemsize: int, xp: Any) -> int:
+    """Steps per input-projection GEMM: ``PROJECTION_CHUNK_BYTES`` (``GPU_...`` on CuPy) of
+    ``(m, width + rows)`` per step.
 
     The projection runs in chunks of this many steps (from step 0) in every forward, so that
     :func:`lstm_inference`, which projects one chunk at a time, issues exactly the same GEMMs as
     :func:`lstm_forward`: a BLAS may round a row differently in a GEMM of another row count.
     A few-MiB GEMM is still a large one, so this costs nothing measurable.
     """
-    return max(1, PROJECTION_CHUNK_BYTES // (batch * (width + rows) * itemsize))
+    budget = PROJECTION_CHUNK_BYTES if xp is np else GPU_PROJECTION_CHUNK_BYTES
+    return max(1, budget // (batch * (width + rows) * itemsize))
 
 
 def _input_projection(
@@ -194,7 +198,7 @@ def _input_projection(
     weight_and_bias[:, :-1] = w_ih
     weight_and_bias[:, -1] = 0 if bias is None else bias
     projected = allocate(workspace, "projected", (steps, batch, rows), x_ones.dtype, xp)
-    chunk = projection_chunk(batch, width, rows, x_ones.dtype.itemsize)
+    chunk = projection_chunk(batch, width, rows, x_ones.dtype.itemsize, xp)
     for start in range(0, steps, chunk):
         stop = min(start + chunk, steps)
         xp.matmul(
@@ -347,7 +351,8 @@ def lstm_forward(
     c_n = _at_last_step(c, lengths, xp)
     if lengths is not None:
         # Safe in place: backward never reads h past a length (the gate gradients there are zero).
-        h *= xp.asarray(_valid_steps(lengths, steps), dtype=dtype)[:, :, None]
+        # Assigned (not multiplied): +0.0 whatever ran there, so lstm_inference matches bitwise.
+        h[xp.asarray(~_valid_steps(lengths, steps))] = 0
     saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop)
     return h, h_n, c_n, saved
 
@@ -377,7 +382,7 @@ def lstm_inference(
         xp = get_array_module(x, w_ih, w_hh, bias, h0, c0)
     steps, batch, n_in = x.shape
     hidden = w_hh.shape[1]
-    chunk = projection_chunk(batch, n_in + 1, w_ih.shape[0], x.dtype.itemsize)
+    chunk = projection_chunk(batch, n_in + 1, w_ih.shape[0], x.dtype.itemsize, xp)
     h = xp.empty((steps, batch, hidden), dtype=x.dtype)
     h_n = xp.empty((batch, hidden), dtype=x.dtype)
     c_n = xp.empty((batch, hidden), dtype=x.dtype)
