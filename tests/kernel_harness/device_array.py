@@ -11,7 +11,13 @@ expects NumPy cannot take it by accident. Like CuPy:
   device arrays; indexing, ``reshape``, ``.T`` and the like return views sharing memory;
   ``out=`` writes into the given array and returns that same object;
 - a NumPy array (any subclass, ``np.memmap`` included, any shape) mixed into an operator or a
-  function call is a ``TypeError``; assigning one into a slice is a ``ValueError``.
+  function call is a ``TypeError``; assigning one into a slice is a ``ValueError``;
+- ``a.data`` is a :class:`~kernel_harness.memory.MemoryPointer` whose ``ptr`` is the address of
+  the first element (0 for an empty allocation), for raw cuBLAS calls and ``RawKernel``
+  launches; taking it registers the allocation (:data:`kernel_harness.memory.ALLOCATIONS`);
+- work the stand-in runs at once (every operation, ``get``/``set``, element assignment,
+  conversions to Python scalars) raises while the current stream captures a graph
+  (:mod:`kernel_harness.streams`), as CUDA refuses it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import operator
 from typing import Any
 
 import numpy as np
+
+from .memory import ALLOCATIONS, MemoryPointer
+from .streams import StreamState
 
 __all__ = ["Device", "DeviceArray", "DeviceState", "device_call", "is_scalar"]
 
@@ -35,6 +44,7 @@ class DeviceState:
     def __init__(self, current: int = 0, count: int = 1, error: type = RuntimeError) -> None:
         self.default, self.count, self.error = current, count, error
         self.stack: list[int] = []
+        self.streams = StreamState(error)
 
     @property
     def current(self) -> int:
@@ -70,7 +80,7 @@ class Device:
         self._state.stack.pop()
 
     def synchronize(self) -> None:
-        return None
+        self._state.streams.synchronize_device()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Device) and other.id == self.id
@@ -115,6 +125,7 @@ def _wrap(value: Any, device: Device, originals: dict[int, DeviceArray]) -> Any:
 
 def device_call(function: Any, args: tuple, kwargs: dict, device: Device) -> Any:
     """``function`` (a NumPy callable) on device arguments, with device results."""
+    device._state.streams.refuse_unrecorded(getattr(function, "__name__", "device work"))
     originals: dict[int, DeviceArray] = {}
     args = _unwrap(args, originals)
     kwargs = {key: _unwrap(value, originals) for key, value in kwargs.items()}
@@ -148,9 +159,21 @@ class DeviceArray:
     def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         return device_call(function, args, kwargs, self._device)
 
+    def _sync(self, what: str) -> None:
+        """Refuse ``what`` (immediate work on the current stream) while it captures."""
+        self._device._state.streams.refuse_unrecorded(what)
+
+    @property
+    def data(self) -> MemoryPointer:
+        """``cupy.ndarray.data``: the device pointer of the first element (see the module doc)."""
+        allocation = ALLOCATIONS.register(self._array, self._device.id)
+        address = 0 if allocation is None else self._array.ctypes.data
+        return MemoryPointer(address, self._device.id, allocation)
+
     # -- host transfers, and refusing implicit ones
     def get(self, stream: Any = None, order: str = "C", out: Any = None, blocking: bool = True):
         """Copy to a new NumPy array (or into ``out``, a NumPy array of the same shape)."""
+        self._sync("a device-to-host copy (get)")
         if out is None:
             return np.array(self._array, order=order, copy=True)
         if not isinstance(out, np.ndarray) or out.shape != self.shape:
@@ -160,6 +183,7 @@ class DeviceArray:
 
     def set(self, array: np.ndarray, stream: Any = None) -> None:
         """Copy a NumPy array of the same shape and dtype into this array."""
+        self._sync("a host-to-device copy (set)")
         if not isinstance(array, np.ndarray) or array.shape != self.shape:
             raise ValueError("set needs a numpy.ndarray of the same shape")
         if array.dtype != self.dtype:
@@ -203,6 +227,7 @@ class DeviceArray:
         return DeviceArray._wrap(self._array[key], self._device)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self._sync("an element assignment")
         if isinstance(value, DeviceArray):
             value = value._array
         elif isinstance(value, np.ndarray):
@@ -222,18 +247,23 @@ class DeviceArray:
 
     # -- conversions CuPy allows (each one a device-to-host copy there)
     def __bool__(self) -> bool:
+        self._sync("a conversion to a Python scalar")
         return bool(self._array)
 
     def __int__(self) -> int:
+        self._sync("a conversion to a Python scalar")
         return int(self._array)
 
     def __float__(self) -> float:
+        self._sync("a conversion to a Python scalar")
         return float(self._array)
 
     def __complex__(self) -> complex:
+        self._sync("a conversion to a Python scalar")
         return complex(self._array)
 
     def __index__(self) -> int:
+        self._sync("a conversion to a Python scalar")
         return operator.index(self._array)
 
     def __format__(self, spec: str) -> str:
@@ -246,9 +276,11 @@ class DeviceArray:
         return str(self._array)
 
     def item(self, *args: Any) -> Any:
+        self._sync("item()")
         return self._array.item(*args)
 
     def tolist(self) -> Any:
+        self._sync("tolist()")
         return self._array.tolist()
 
     def astype(self, dtype: Any, order: str = "K", casting: Any = None, subok: Any = None,

@@ -6,6 +6,12 @@ recognises CuPy's), whose functions are NumPy's applied to device arrays, and wh
 ``ElementwiseKernel`` renders the kernel verbatim to host C++ and runs it
 (:class:`~kernel_harness.host.HostKernel`). The ``cuda`` names xplstm and
 ``benchmarks/gpu_report.py`` use answer as ``device_count`` devices would.
+
+The raw calls of the planned loops have their real semantics: ``a.data.ptr`` device pointers
+mapped back onto live allocations (:mod:`.memory`), ``cupy.cuda.cublas.sgemm``/``dgemm`` in
+column-major order with leading dimensions and transpose flags (:mod:`.cublas`),
+``cupy.RawModule``/``RawKernel`` compiled for the host and run for exactly the launched grid
+(:mod:`.raw`), streams, capture and graphs (:mod:`.streams`).
 """
 
 from __future__ import annotations
@@ -15,32 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from .cublas import make_cublas
 from .device_array import Device, DeviceArray, DeviceState, device_call, is_scalar
 from .host import CompileError, HostKernel, LaunchError
+from .memory import MemoryPointer
+from .raw import make_raw
+from .streams import Graph, Stream
 
 __all__ = ["CUDARuntimeError", "fake_cupy", "install_stand_in"]
 
 
 class CUDARuntimeError(RuntimeError):
     """``cupy.cuda.runtime.CUDARuntimeError``."""
-
-
-class _Stream:
-    """``cupy.cuda.Stream``: work on the stand-in is done when the call returns."""
-
-    ptr = 0
-
-    def synchronize(self) -> None:
-        return None
-
-    def __enter__(self) -> _Stream:
-        return self
-
-    def __exit__(self, *exception: object) -> None:
-        return None
-
-
-_Stream.null = _Stream()  # type: ignore[attr-defined]
 
 
 class _DeviceUfunc:
@@ -92,11 +84,17 @@ def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
     """A new stand-in ``cupy`` module; device ``device`` of ``device_count`` is current.
 
     Beyond CuPy's names it has ``kernels``: every ``ElementwiseKernel`` built from it, each
-    with a ``launches`` count.
+    with a ``launches`` count; ``raw_kernels``: every ``RawKernel`` (``launches``, ``captured``);
+    and ``cuda.cublas.calls``/``captured``: the GEMMs run and recorded, by function name.
     """
     module = ModuleType("cupy")
     state = DeviceState(device, device_count, CUDARuntimeError)
+    streams = state.streams
     device_class = type("Device", (Device,), {"_state": state, "__module__": "cupy.cuda"})
+    stream_class = type("Stream", (Stream,), {"_state": streams, "__module__": "cupy.cuda"})
+    stream_class.null = streams.null = stream_class(null=True)
+    cublas = make_cublas(streams, lambda: state.current)
+    raw_module, raw_kernel = make_raw(SimpleNamespace(streams=streams, raw_kernels=[]))
 
     def current() -> Device:
         return device_class()
@@ -115,6 +113,7 @@ def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
             return DeviceArray._wrap(
                 np.array(value._array, dtype=dtype, order=order or "K"), current()
             )
+        streams.refuse_unrecorded("a host-to-device copy")
         host = np.array(value, dtype=dtype, order=order or "K", copy=True, subok=False)
         return DeviceArray._wrap(host, current())
 
@@ -163,6 +162,7 @@ def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
             for value in args:
                 if not (isinstance(value, DeviceArray) or is_scalar(value)):
                     raise TypeError(f"Unsupported type {type(value)}")
+            streams.refuse_unrecorded(f"ElementwiseKernel {self.name}")
             unwrapped = [a._array if isinstance(a, DeviceArray) else a for a in args]
             outputs = self.host(*unwrapped, size=None if size == -1 else size)
             self.launches += self.host.launched
@@ -178,7 +178,7 @@ def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
         getDevice=lambda: state.current,
         setDevice=lambda index: device_class(index).use(),
         getDeviceCount=lambda: state.count,
-        deviceSynchronize=lambda: None,
+        deviceSynchronize=streams.synchronize_device,
         getDeviceProperties=lambda index: {"name": b"host stand-in", "major": 0, "minor": 0},
         runtimeGetVersion=lambda: 0,
         driverGetVersion=lambda: 0,
@@ -192,15 +192,27 @@ def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
         asnumpy=asnumpy,
         get_array_module=get_array_module,
         ElementwiseKernel=ElementwiseKernel,
+        RawModule=raw_module,
+        RawKernel=raw_kernel,
         cuda=SimpleNamespace(
             runtime=runtime,
             Device=device_class,
-            Stream=_Stream,
-            get_current_stream=lambda: _Stream.null,
+            Stream=stream_class,
+            get_current_stream=streams.current,
+            stream=SimpleNamespace(Stream=stream_class, get_current_stream=streams.current),
+            graph=SimpleNamespace(Graph=Graph),
+            MemoryPointer=MemoryPointer,
+            cublas=cublas,
+            device=SimpleNamespace(
+                Device=device_class,
+                get_cublas_handle=cublas.get_cublas_handle,
+                get_device_id=lambda: state.current,
+            ),
             compiler=SimpleNamespace(CompileException=CompileError),
             driver=SimpleNamespace(CUDADriverError=LaunchError),
         ),
         kernels=[],
+        raw_kernels=raw_module._stand_in.raw_kernels,
     )
 
     def module_getattr(name: str) -> Any:
@@ -216,12 +228,14 @@ def fake_cupy(device: int = 0, device_count: int = 1) -> ModuleType:
 
 def install_stand_in(monkeypatch: Any, **devices: int) -> ModuleType:
     """Make a new :func:`fake_cupy` (``devices`` are its arguments) ``cupy`` for one test, with
-    :mod:`xplstm.cuda.fused`'s kernel memo emptied so it builds its kernels there."""
+    the kernel memos of :mod:`xplstm.cuda.fused` and :mod:`xplstm.cuda.plan` emptied so they
+    build their kernels there (a kernel launches on the streams of the module that built it)."""
     import sys
 
-    from xplstm.cuda import fused
+    from xplstm.cuda import fused, plan
 
     module = fake_cupy(**devices)
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setattr(fused, "_KERNELS", {})
+    monkeypatch.setattr(plan, "_MODULES", {})
     return module
