@@ -1,4 +1,11 @@
-"""Sessions: `nox -l` lists them, `nox -s tests` runs the CPU tests."""
+"""Sessions: `nox -l` lists them, `nox -s tests` runs the CPU tests on every Python and NumPy end.
+
+Every session names its Python (``tests-3.13(numpy='lowest')``, ``lint-3.11``), and so does its
+venv under ``.nox/``. ``--force-python X`` makes nox drop the version from the names, so each
+session first checks the Python of the venv it was handed and recreates the venv if it is
+another one (:func:`_venv_of_this_python`): a session never runs on an interpreter it did not ask
+for. Interpreters that are not on PATH are skipped with a message (an error when ``CI`` is set).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,40 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHON = "3.11"
-LOWEST_NUMPY = "1.24"  # keep equal to the floor in pyproject.toml
+PYTHON = ["3.11"]  # single-Python sessions: a list, so the version is in the session's name
+LOWEST_NUMPY = {  # per Python, the oldest NumPy with wheels for it (3.10's: the pyproject floor)
+    "3.10": "1.24",
+    "3.11": "1.24",
+    "3.12": "1.26",
+    "3.13": "2.1",
+}
+PYTHONS = list(LOWEST_NUMPY)
 
 
-@nox.session(python=PYTHON)
-@nox.parametrize("numpy", [LOWEST_NUMPY, "latest"])
+def _venv_of_this_python(session: nox.Session) -> None:
+    """Recreate the session's venv when it holds another Python than the session asks for."""
+    wanted = session.python
+    if not isinstance(wanted, str):
+        return
+    program = "import sys; print('%d.%d' % sys.version_info[:2])"
+    found = str(session.run("python", "-c", program, silent=True)).strip()
+    if found != wanted:
+        session.log(f"{session.virtualenv.location} holds Python {found}, not {wanted}: recreating")
+        session.virtualenv.reuse_existing = False  # type: ignore[union-attr]
+        session.virtualenv.create()
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("numpy", ["lowest", "latest"])
 def tests(session: nox.Session, numpy: str) -> None:
-    """Run the CPU test suite, with the lowest supported and the latest NumPy."""
+    """CPU test suite; lowest: the oldest NumPy with wheels for this Python (LOWEST_NUMPY)."""
+    _venv_of_this_python(session)
+    if numpy == "lowest":
+        if session.python not in LOWEST_NUMPY:
+            session.error(
+                f"no lowest NumPy known for Python {session.python}: add it to LOWEST_NUMPY"
+            )
+        numpy = LOWEST_NUMPY[str(session.python)]
     # One resolve, so SciPy, scikit-learn and matplotlib come in versions that fit this NumPy.
     pin = "numpy" if numpy == "latest" else f"numpy=={numpy}.*"
     session.install("--upgrade", "-e", ".[test]", pin)
@@ -28,6 +61,7 @@ def tests(session: nox.Session, numpy: str) -> None:
 @nox.session(python=PYTHON)
 def oracle(session: nox.Session) -> None:
     """Compare against torch.nn.LSTM (installs the CPU wheel torch==2.13.0)."""
+    _venv_of_this_python(session)
     session.install("-e", ".[test]", "torch==2.13.0")
     session.run("pytest", "-m", "oracle", *session.posargs)
 
@@ -54,6 +88,7 @@ def tests_gpu(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def gpu_stand_in(session: nox.Session) -> None:
     """Run the gpu-marked tests on the host stand-in for CuPy (kernels rendered for g++)."""
+    _venv_of_this_python(session)
     session.install("-e", ".[test]")
     session.run(
         "pytest", "-p", "kernel_harness.stand_in_gpu", "-m", "gpu", *session.posargs,
@@ -61,21 +96,34 @@ def gpu_stand_in(session: nox.Session) -> None:
     )  # fmt: skip
 
 
+ASV_CONFIG = "benchmarks/asv.conf.json"
+
+
+def _asv(session: nox.Session, *run_arguments: str) -> None:
+    """``asv run`` for the committed ``HEAD`` in asv's own virtualenv (built from the commit)."""
+    _venv_of_this_python(session)
+    session.install("asv>=0.6", "virtualenv")
+    session.run("asv", "machine", "--yes", "--config", ASV_CONFIG)
+    session.run("asv", "run", "--config", ASV_CONFIG, "--show-stderr", *run_arguments, "HEAD^!")
+
+
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Quick asv pass over benchmarks/suites against the current environment."""
-    session.install("-e", ".[bench]")
-    config = "benchmarks/asv.conf.json"
-    session.run("asv", "machine", "--yes", "--config", config)
-    session.run(
-        "asv", "run", "--config", config, "--python=same", "--quick", "--show-stderr",
-        *session.posargs,
-    )  # fmt: skip
+    """Run the asv suites for the committed HEAD and keep the results (for asv compare/publish)."""
+    _asv(session, *session.posargs)  # e.g. nox -s bench -- --bench LSTMLayer
+
+
+@nox.session(python=PYTHON, default=False)
+def asv_smoke(session: nox.Session) -> None:
+    """CI: build HEAD in asv's environment, run one benchmark once, publish the HTML."""
+    _asv(session, "--quick", "--bench", "LSTMLayer.time_forward_no_grad")
+    session.run("asv", "publish", "--config", ASV_CONFIG)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Lint and format-check with ruff, type-check the package with mypy."""
+    _venv_of_this_python(session)
     session.install("ruff==0.17.6", "mypy==2.4.1", "numpy")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
