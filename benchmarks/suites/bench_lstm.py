@@ -10,6 +10,16 @@ from .common import available_backends, make_inputs, synchronize
 
 SIZES = [(128, 256, 64, 100), (64, 128, 32, 50), (256, 512, 32, 25)]
 SIZE_NAMES = ["n_x,n_a,m,T=" + ",".join(map(str, size)) for size in SIZES]
+# (min, max, seconds) samples per round, two rounds: enough for asv compare to see the spread
+# (``asv run --quick`` takes one sample and so none; use it only as a smoke test).
+REPEAT = (5, 20, 20.0)
+
+
+def _no_grad():
+    """``xplstm.no_grad()``; commits from before it skip the inference benchmarks."""
+    if not hasattr(xplstm, "no_grad"):
+        raise NotImplementedError("this xplstm has no no_grad()")
+    return xplstm.no_grad()
 
 
 class LSTMLayer:
@@ -18,6 +28,7 @@ class LSTMLayer:
     params = (available_backends(), ["float32", "float64"], SIZE_NAMES)
     param_names = ["backend", "dtype", "size"]
     timeout = 120
+    repeat = REPEAT
 
     def setup(self, backend, dtype, size_name):
         size = SIZES[SIZE_NAMES.index(size_name)]
@@ -37,6 +48,17 @@ class LSTMLayer:
         self.model.backward(self.dy)
         synchronize(self.backend)
 
+    def time_forward_no_grad(self, backend, dtype, size_name):
+        with _no_grad():
+            self.model(self.x)
+        synchronize(self.backend)
+
+    def peakmem_forward_no_grad(self, backend, dtype, size_name):
+        if backend != "numpy":
+            raise NotImplementedError("peak memory is measured for NumPy only")
+        with _no_grad():
+            self.model(self.x)
+
     def peakmem_forward_backward(self, backend, dtype, size_name):
         if backend != "numpy":
             raise NotImplementedError("peak memory is measured for NumPy only")
@@ -49,6 +71,7 @@ class CourseAPI:
 
     params = (available_backends(), ["float32", "float64"])
     param_names = ["backend", "dtype"]
+    repeat = REPEAT
 
     def setup(self, backend, dtype):
         n_x, n_a, n_y, m, steps = 64, 128, 10, 32, 50
