@@ -94,6 +94,8 @@ class StreamState:
 
     def synchronize_device(self) -> None:
         if self.capturing:
+            for stream in tuple(self.capturing):
+                stream._invalidated = True
             raise self.error(
                 "cudaErrorStreamCaptureUnsupported: device synchronisation while a stream captures"
             )
