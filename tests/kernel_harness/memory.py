@@ -163,13 +163,7 @@ class Allocations:
                 f"CUDA_ERROR_ILLEGAL_ADDRESS: {what} spans {nbytes} bytes at {address:#x}: {where}"
             )
         if element is not None:
-            kind = (
-                "f"
-                if allocation.dtype.kind == "f"
-                else "i"
-                if allocation.dtype.kind in "iub"
-                else "?"
-            )
+            kind = {"f": "f", "i": "i", "u": "i", "b": "i"}.get(allocation.dtype.kind, "?")
             if (kind, allocation.dtype.itemsize) != element:
                 name = {("f", 4): "float32", ("f", 8): "float64"}.get(
                     element, f"{element[1]}-byte integer"
