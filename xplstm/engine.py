@@ -248,17 +248,21 @@ def _final_gradient_schedule(final: Any, lengths: np.ndarray | None, xp: Any) ->
 
 
 def _resolve_loop(xp: Any, fused: bool | None, gpu_loop: str | None) -> str:
-    """The step loop: always ``"cupy"`` on NumPy (the name of the plain loop), else the choice."""
+    """The step loop: ``"cupy"`` on NumPy (the plain loop) and for the unfused path, which is
+    separate ufunc launches by definition; else the choice. Asking for both ``fused=False``
+    and a planned ``gpu_loop`` in one call is an error."""
     if xp is np:
         return "cupy"
     from .cuda.plan import gpu_loop as resolve
 
     loop = resolve(gpu_loop)
     if loop != "cupy" and not fused_enabled(fused):
-        raise ValueError(
-            f"the {loop!r} GPU loop launches the fused kernels, but fused=False (or "
-            "XPLSTM_FUSED=0) asks for the unfused path; use the 'cupy' loop for it"
-        )
+        if gpu_loop is not None:
+            raise ValueError(
+                f"gpu_loop={gpu_loop!r} launches the fused kernels, but fused=False (or "
+                "XPLSTM_FUSED=0) asks for the unfused path; use gpu_loop='cupy' for it"
+            )
+        return "cupy"
     return loop
 
 
