@@ -14,6 +14,7 @@ from .course import (
     rnn_cell_forward,
     rnn_forward,
 )
+from .grad_mode import is_grad_enabled, no_grad
 from .layer import LSTM
 from .numerics import sigmoid, softmax
 
@@ -24,10 +25,12 @@ __all__ = [
     "__version__",
     "asnumpy",
     "get_array_module",
+    "is_grad_enabled",
     "lstm_backward",
     "lstm_cell_backward",
     "lstm_cell_forward",
     "lstm_forward",
+    "no_grad",
     "rnn_backward",
     "rnn_cell_backward",
     "rnn_cell_forward",

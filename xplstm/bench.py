@@ -16,6 +16,7 @@ before each timed call so no library's idle worker threads steal the next one's 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -33,7 +34,7 @@ from .backend import asnumpy
 from .layer import LSTM
 from .numerics import sigmoid
 
-__all__ = ["main", "measure_memory", "run"]
+__all__ = ["main", "measure_inference_memory", "measure_memory", "run"]
 
 
 @dataclass
@@ -282,6 +283,28 @@ def measure_memory(
     return {"peak_bytes": peak, "budget_bytes": budget, "ratio": peak / budget}
 
 
+def measure_inference_memory(
+    input_size: int = 64, hidden_size: int = 256, batch: int = 32, steps: int = 400, seed: int = 0
+) -> dict[str, float]:
+    """Peak traced memory (tracemalloc) of one float64 forward under :class:`xplstm.no_grad`.
+
+    Returns the peak, the output's bytes ``T * m * n_a * 8`` and their ratio (about 1: the
+    engine keeps nothing and projects a chunk of steps at a time).
+    """
+    from .grad_mode import no_grad
+
+    model = LSTM(input_size, hidden_size, dtype="float64", seed=seed)
+    x = np.random.default_rng(seed).standard_normal((steps, batch, input_size))
+    tracemalloc.start()
+    try:
+        with no_grad():
+            y, _ = model(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return {"peak_bytes": peak, "output_bytes": y.nbytes, "ratio": peak / y.nbytes}
+
+
 def _blas_description() -> str:
     try:
         from threadpoolctl import threadpool_info
@@ -355,7 +378,11 @@ def _ratio_rows(case: Case) -> list[tuple[str, float]]:
     return rows
 
 
-def format_table(cases: list[Case], memory: dict[str, float] | None) -> str:
+def format_table(
+    cases: list[Case],
+    memory: dict[str, float] | None,
+    inference_memory: dict[str, float] | None = None,
+) -> str:
     lines = []
     for case in cases:
         lines.append(case.label)
@@ -368,6 +395,13 @@ def format_table(cases: list[Case], memory: dict[str, float] | None) -> str:
             f"peak memory fwd+bwd (float64 n_x=64 n_a=256 m=32 T=400): "
             f"{memory['peak_bytes'] / 2**20:.1f} MiB = {memory['ratio']:.2f}x the budget "
             f"T*m*(6*n_a+n_x)*8 = {memory['budget_bytes'] / 2**20:.1f} MiB"
+        )
+    if inference_memory is not None:
+        lines.append(
+            f"peak memory fwd under xplstm.no_grad() (same size): "
+            f"{inference_memory['peak_bytes'] / 2**20:.1f} MiB = "
+            f"{inference_memory['ratio']:.2f}x the output's "
+            f"{inference_memory['output_bytes'] / 2**20:.1f} MiB"
         )
     return "\n".join(lines)
 
@@ -403,25 +437,56 @@ def _size(text: str) -> tuple[int, int, int, int]:
     return values  # type: ignore[return-value]
 
 
+DESCRIPTION = """\
+Time xplstm next to its peers, on the same weights and data, in one process:
+  xplstm          the xplstm.LSTM layer (NumPy; CuPy too when a GPU is usable)
+  course loop     the course's step-by-step formulation on the same backend
+  gemm floor      the engine's matrix products alone (the limit for NumPy)
+  torch           torch.nn.LSTM, when torch is installed
+
+Times are medians over interleaved rounds (each peer once per round, a short pause before
+each call); ratios come from the same run. Then the peak traced memory (tracemalloc) of a
+float64 training step and of a forward under xplstm.no_grad() at n_x=64 n_a=256 m=32 T=400.
+"""
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="xplstm bench", description=__doc__)
+    parser = parser or argparse.ArgumentParser(
+        prog="xplstm bench",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--size",
         type=_size,
         action="append",
-        help="n_x,n_a,m,T (repeatable; default 128,256,64,100)",
+        metavar="N_X,N_A,M,T",
+        help="input size, hidden size, batch, steps (repeatable; default: 128,256,64,100)",
     )
-    parser.add_argument("--dtype", choices=["float32", "float64"], action="append")
+    parser.add_argument(
+        "--dtype", choices=["float32", "float64"], action="append",
+        help="repeatable (default: both)",
+    )  # fmt: skip
     parser.add_argument(
         "--backend", choices=["numpy", "cupy"], action="append",
-        help="default: numpy, plus cupy when a GPU is usable",
+        help="repeatable (default: numpy, plus cupy when a GPU is usable)",
     )  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (median)")
-    parser.add_argument("--pause", type=float, default=0.05, help="seconds before each call")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS and torch threads")
-    parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc run")
+    parser.add_argument(
+        "--rounds", type=int, default=15, metavar="N",
+        help="interleaved rounds; times are their medians (default: 15)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pause", type=float, default=0.05, metavar="SECONDS",
+        help="pause before each timed call (default: 0.05)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=2, metavar="N", help="BLAS and torch threads (default: 2)"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--plot", metavar="FILE", help="also draw the times (PNG, SVG, ...)")
+    parser.add_argument(
+        "--plot", metavar="FILE", help="also draw the times (PNG, SVG, ...; needs matplotlib)"
+    )
     return parser
 
 
@@ -434,6 +499,10 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
             parser.error(f"{option} must be at least 1, got {value}")
     if args.pause < 0:
         parser.error(f"--pause must be >= 0, got {args.pause}")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:  # before minutes of timing
+        parser.error(
+            '--plot needs matplotlib, which is not installed (pip install "xplstm[bench]")'
+        )
     sizes = args.size or [(128, 256, 64, 100)]
     dtypes = args.dtype or ["float32", "float64"]
     backends = args.backend or (["numpy", "cupy"] if _cupy_usable() else ["numpy"])
@@ -441,6 +510,7 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     try:
         cases = run(sizes, dtypes, backends, args.rounds, args.pause)
         memory = None if args.no_memory else measure_memory()
+        inference_memory = None if args.no_memory else measure_inference_memory()
     finally:
         if limits is not None:
             limits.restore_original_limits()
@@ -455,12 +525,13 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
             f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} forces that kernel"
         )
     print("\n".join(header))
-    print(format_table(cases, memory))
+    print(format_table(cases, memory, inference_memory))
     if args.json:
         report = {
             "header": header,
             "cases": [{**case.__dict__, "ratios": dict(_ratio_rows(case))} for case in cases],
             "memory": memory,
+            "inference_memory": inference_memory,
         }
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)

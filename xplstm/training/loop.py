@@ -37,7 +37,7 @@ from .tasks import DigitsTask, TextTask, make_task
 
 __all__ = ["FINAL_CHECKPOINT", "LAST_CHECKPOINT", "Trainer", "TrainingResult", "train"]
 
-HISTORY_NAMES = ("train_loss", "train_accuracy", "test_accuracy")
+HISTORY_NAMES = ("train_loss", "train_accuracy", "test_accuracy", "validation_loss")
 
 
 @dataclass
@@ -110,6 +110,8 @@ class _Position:
             count=int(arrays[TRAINER_PREFIX + "count"]),
             history={
                 name: [float(v) for v in arrays[f"{TRAINER_PREFIX}history.{name}"]]
+                if f"{TRAINER_PREFIX}history.{name}" in arrays
+                else [math.nan] * int(arrays[EPOCH_KEY])  # a checkpoint from before the name
                 for name in HISTORY_NAMES
             },
         )
@@ -237,6 +239,7 @@ class Trainer:
         history["train_loss"].append(position.loss_sum / examples)
         history["train_accuracy"].append(position.correct / position.count)
         history["test_accuracy"].append(self.task.evaluate(self.model))
+        history["validation_loss"].append(self.task.validation_loss(self.model))
         line = (
             f"epoch {position.epoch + 1}/{self.config.epochs}: "
             f"loss {history['train_loss'][-1]:.4f}, "
@@ -244,6 +247,8 @@ class Trainer:
         )
         if not math.isnan(history["test_accuracy"][-1]):
             line += f", test accuracy {history['test_accuracy'][-1]:.3f}"
+        if not math.isnan(history["validation_loss"][-1]):
+            line += f", validation loss {history['validation_loss'][-1]:.4f}"
         self.log(line)
         self.position = replace(
             position,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import asnumpy
+from ..grad_mode import no_grad
 from ..layer import LSTM
 from ..serialization import TEXT_PREFIX
 from .config import TrainConfig
@@ -26,7 +27,10 @@ from .data import (
 from .losses import sequence_cross_entropy, softmax_cross_entropy
 from .model import CharModel, SequenceClassifier
 
-__all__ = ["DigitsTask", "TextTask", "make_task"]
+__all__ = ["VALIDATION_FRACTION", "DigitsTask", "TextTask", "make_task"]
+
+VALIDATION_FRACTION = 0.1
+"""Share of a text's windows held out (from its end) for the validation loss."""
 
 
 class DigitsTask:
@@ -91,6 +95,10 @@ class DigitsTask:
             correct += int((predicted == labels[start : start + batch_size]).sum())
         return correct / len(labels)
 
+    def validation_loss(self, model: SequenceClassifier) -> float:
+        """No validation split (the test split is reported as accuracy): ``nan``."""
+        return math.nan
+
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:
         return {}
 
@@ -111,13 +119,18 @@ class TextTask:
         self.fingerprint = text_fingerprint(text)
         self.windows = TextWindows(text, config.seq_length)
         self.vocabulary = self.windows.vocabulary
-        self.num_examples = len(self.windows)
+        # The last VALIDATION_FRACTION of the windows (the end of the text) is held out.
+        windows = len(self.windows)
+        held_out = max(1, int(windows * VALIDATION_FRACTION)) if windows > 1 else 0
+        self.num_examples = windows - held_out
+        self.validation_windows = np.arange(self.num_examples, len(self.windows))
 
     def describe(self) -> str:
         characters = len(self.windows.encoded)
         return (
             f"text {self.config.text_path!r}: {characters} characters, {len(self.vocabulary)} "
-            f"distinct, {self.num_examples} windows of {self.windows.seq_length} steps"
+            f"distinct, {self.num_examples} training and {len(self.validation_windows)} held-out "
+            f"validation windows (the end of the text) of {self.windows.seq_length} steps"
         )
 
     def build_model(self, device: str, lstm: LSTM | None = None) -> CharModel:
@@ -143,8 +156,22 @@ class TextTask:
         return loss, int((predicted == targets).sum()), targets.size
 
     def evaluate(self, model: CharModel) -> float:
-        """No held-out text: ``nan``."""
+        """No test accuracy for text (see :meth:`validation_loss`): ``nan``."""
         return math.nan
+
+    def validation_loss(self, model: CharModel, batch_size: int = 256) -> float:
+        """Mean cross-entropy per character on the held-out windows (``nan`` if none)."""
+        windows = self.validation_windows
+        if not len(windows):
+            return math.nan
+        total = 0.0
+        with no_grad():
+            for start in range(0, len(windows), batch_size):
+                inputs, targets = self.windows.batch(windows[start : start + batch_size])
+                logits, _ = model.forward(model.one_hot(inputs))
+                loss, _ = sequence_cross_entropy(logits, model.xp.asarray(targets))
+                total += loss * targets.size
+        return total / (len(windows) * self.windows.seq_length)
 
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:
         return {
