@@ -25,6 +25,7 @@ import numpy as np
 
 from . import engine
 from .devices import device_scope, select_device
+from .grad_mode import is_grad_enabled
 from .reversal import Reversal
 from .serialization import layer_config, load_layer, save_layer
 from .validation import (
@@ -168,6 +169,7 @@ class LSTM:
         self._parameters: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self._record: _ForwardRecord | None = None
+        self._no_grad_forward = False  # the last forward ran under xplstm.no_grad()
         # One per (layer, direction): the engine's large forward buffers, reused every forward.
         self._workspaces: dict[int, Workspace] = {}
 
@@ -412,6 +414,10 @@ class LSTM:
     def forward(self, x: Any, state: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
         """Run the layer over a batch of sequences and keep what :meth:`backward` needs.
 
+        Under :class:`xplstm.no_grad` it keeps nothing (a :meth:`backward` is then a
+        ``RuntimeError``) and needs about the memory of ``y`` plus a few MiB; ``y`` and the
+        states are bitwise the same.
+
         Parameters
         ----------
         x : ndarray, (T, m, input_size), or (m, T, input_size) when ``batch_first``
@@ -467,6 +473,9 @@ class LSTM:
         h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
         c_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
         self._record = None  # its buffers are about to be reused
+        # Under xplstm.no_grad() the engine keeps no record and runs a chunk of steps at a time.
+        recording = is_grad_enabled()
+        self._no_grad_forward = not recording
         saved = []
         for layer in range(self.num_layers):
             outputs = []
@@ -475,24 +484,32 @@ class LSTM:
                 w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
                 parameters = self._parameters
                 sequence = layer_input if direction == 0 else reversal(layer_input)
-                h, h_last, c_last, kept = engine.lstm_forward(
+                arguments = (
                     sequence,
                     parameters[w_ih],
                     parameters[w_hh],
                     parameters[b_ih] + parameters[b_hh] if self.bias else None,
                     None if h0 is None else h0[row].copy(),
                     None if c0 is None else c0[row].copy(),
-                    lengths=lengths,
-                    workspace=self._workspaces.setdefault(row, Workspace()),
-                    xp=xp,
                 )
+                if recording:
+                    h, h_last, c_last, kept = engine.lstm_forward(
+                        *arguments,
+                        lengths=lengths,
+                        workspace=self._workspaces.setdefault(row, Workspace()),
+                        xp=xp,
+                    )
+                    saved.append(kept)
+                else:
+                    h, h_last, c_last = engine.lstm_inference(*arguments, lengths=lengths, xp=xp)
                 h_n[row] = h_last
                 c_n[row] = c_last
                 outputs.append(h if direction == 0 else reversal(h))
-                saved.append(kept)
             layer_input = outputs[0] if directions == 1 else xp.concatenate(outputs, axis=2)
 
         y = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
+        if not recording:  # the engine's h is a new array: no copy (and no second output)
+            return xp.ascontiguousarray(y), (h_n, c_n)
         # With one direction y is the engine's own output buffer: hand out a copy.
         y = xp.array(y, order="C", copy=True) if directions == 1 else xp.ascontiguousarray(y)
         self._record = _ForwardRecord(saved, reversal, tuple(y.shape), batch)
@@ -535,6 +552,12 @@ class LSTM:
     def _backward(self, dy: Any, dstate: Any) -> tuple[Any, Any]:
         record = self._record
         if record is None:
+            if self._no_grad_forward:
+                raise RuntimeError(
+                    "backward() after a forward() run under xplstm.no_grad(): inference mode "
+                    "keeps nothing for a backward; run the forward outside no_grad() to "
+                    "backpropagate through it"
+                )
             raise RuntimeError(
                 "backward() needs a pending forward(): none has run since the last backward() "
                 "(each forward supports one backward) or load_state_dict(), or none has run yet"
