@@ -305,6 +305,51 @@ def test_gpu_report_launch_counts_need_a_counter(gpu_report, monkeypatch):
     assert "no launch counter" in launches["error"]
 
 
+@needs_compiler
+def test_gpu_report_launch_counts_from_a_profiler(gpu_report, monkeypatch):
+    """Off the stand-in the counts come from torch's profiler (here a fake one that counts the
+    stand-in's launches, at 1.5 us each): per step = difference of two lengths / extra steps."""
+    fake = install_stand_in(monkeypatch)
+    counter = gpu_report.stand_in_counter(fake)
+    torch_launches = [0]
+
+    class FakeTorchLSTM:
+        def __init__(self, torch, problem):
+            self.steps = problem["x"].shape[0]
+
+        def forward(self):
+            torch_launches[0] += 3 + self.steps  # 3 once per call, 1 per step
+
+        def forward_backward(self):
+            torch_launches[0] += 5 + 4 * self.steps
+
+    def fake_profiler(torch, synchronize):
+        def count(function):
+            before = counter() + torch_launches[0]
+            function()
+            launched = counter() + torch_launches[0] - before
+            return launched, 1.5 * launched
+
+        return count
+
+    monkeypatch.setattr(gpu_report, "stand_in_counter", lambda cupy: None)
+    monkeypatch.setattr(gpu_report, "profiler_counter", fake_profiler)
+    monkeypatch.setattr(gpu_report, "TorchLSTM", FakeTorchLSTM)
+    from xplstm import engine
+
+    launches = gpu_report.launches_per_step(engine, fake, object(), TINY_SIZES[0])
+    assert launches["source"] == "torch.profiler (CUPTI)" and launches["steps"] == [8, 16]
+    paths = launches["paths"]
+    assert paths["plan"] == paths["graph"] == {
+        "forward": 2.0, "forward_kernel_us": 3.0, "backward": 2.0, "backward_kernel_us": 3.0
+    }  # fmt: skip
+    assert paths["cudnn"] == {
+        "forward": 1.0, "forward_kernel_us": 1.5, "forward_backward": 4.0,
+        "forward_backward_kernel_us": 6.0,
+    }  # fmt: skip
+    assert set(paths) == {"cupy_fused", "cupy_unfused", "plan", "graph", "cudnn"}
+
+
 # ------------------------------------------------------------------------ the whole script
 
 
