@@ -3,8 +3,8 @@
 For a machine with a CUDA GPU, CuPy, PyTorch (CUDA build), NumPy and pytest; nothing else is
 needed. From the repository root::
 
-    PYTHONPATH=. python benchmarks/gpu_report.py            # about 2 minutes on one GPU
-    PYTHONPATH=. python benchmarks/gpu_report.py --quick    # first size, fewer repeats
+    PYTHONPATH=. python benchmarks/gpu_report.py          # meant to take under 4 minutes
+    PYTHONPATH=. python benchmarks/gpu_report.py --quick  # first size, 5 repeats (meant: a minute)
 
 First runs ``pytest -m gpu`` once per CuPy loop (``XPLSTM_GPU_LOOP=cupy|plan|graph``, the three
 runs side by side). Then, per size and with TF32 off and on, it times the whole-sequence forward
@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON report path")
     parser.add_argument(
         "--quick", action="store_true",
-        help="a check in about a minute: first size only, 5 repeats, 1 warm-up run",
+        help="a short check (meant to take a minute): first size, 5 repeats, 1 warm-up run",
     )  # fmt: skip
     parser.add_argument(
         "--repeats", type=int, default=None, help="timed runs per case (>= 20; default 25)"
