@@ -25,3 +25,47 @@ def test_a_tiny_temperature_samples_the_most_likely_character():
         expected.append(int(np.argmax(asnumpy(logits[-1, 0]))))
         logits, state = model.forward(model.one_hot(np.array([[expected[-1]]])), state)
     assert text == vocabulary.decode(np.array(expected))
+
+
+def test_inf_in_the_input_backpropagates_without_warnings_like_torch():
+    import xplstm
+
+    model = xplstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=0)
+    x = np.ones((5, 2, 3), dtype=np.float32)
+    x[2, 0, 1] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, _ = model(x)
+        dx, _ = model.backward(np.ones_like(y))
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+    assert np.isnan(model.grads["weight_ih_l0"]).any()  # inf * 0, as torch has it
+
+
+def test_a_backward_that_fails_part_way_adds_no_gradients_and_says_why_it_cannot_rerun(
+    monkeypatch,
+):
+    import xplstm
+    from xplstm import engine
+
+    model = xplstm.LSTM(3, 4, num_layers=2, seed=0)
+    y, _ = model(np.ones((5, 2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="dy has shape"):
+        model.backward(np.ones((1, 1, 1), dtype=np.float32))  # checked first: still pending
+    calls = []
+    real_backward = engine.lstm_backward
+
+    def fail_on_the_second_layer(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("simulated")
+        return real_backward(*args)
+
+    monkeypatch.setattr(engine, "lstm_backward", fail_on_the_second_layer)
+    with pytest.raises(MemoryError):
+        model.backward(np.ones_like(y))
+    assert all(not gradient.any() for gradient in model.grads.values())
+    monkeypatch.setattr(engine, "lstm_backward", real_backward)
+    with pytest.raises(RuntimeError, match="failed part-way"):
+        model.backward(np.ones_like(y))
+    y, _ = model(np.ones((5, 2, 3), dtype=np.float32))
+    model.backward(np.ones_like(y))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -53,6 +54,27 @@ class _ForwardRecord:
     reversal: Reversal  # used by the reverse direction only
     output_shape: tuple[int, ...]
     batch: int
+    generation: int  # LSTM._generation when it ran: a load_state_dict since makes it stale
+
+
+class _PerThread(threading.local):
+    """What one thread's calls of one layer keep between calls (``threading.local``).
+
+    Each thread has its own forward buffers and its own pending forward, so concurrent calls
+    never share a buffer and a backward never picks up another thread's forward.
+    """
+
+    def __init__(self) -> None:
+        # One per (layer, direction): the engine's large forward buffers, reused every forward.
+        self.workspaces: dict[int, Workspace] = {}
+        self.record: _ForwardRecord | None = None
+        self.broken_backward = False  # the last backward failed after consuming the record
+        self.no_grad_forward = False  # the last forward ran under xplstm.no_grad()
+
+
+def _silent_non_finite() -> Any:
+    """NumPy's floating-point warnings off: inf and NaN in the data propagate as in torch."""
+    return np.errstate(invalid="ignore", over="ignore", divide="ignore")
 
 
 # --------------------------------------------------------------------------- the layer
@@ -109,6 +131,20 @@ class LSTM:
     arrays on the layer's GPU for a CUDA layer (anything else is a ``TypeError``: move data
     explicitly). Lists are not accepted, except for ``lengths``, which always lives on the host.
     Integer and other float inputs are converted to the layer's dtype.
+
+    **Threads.** One layer may be called from many threads at once. Each thread has its own
+    forward buffers and its own pending forward: a :meth:`backward` pairs with the last
+    :meth:`forward` *of the same thread* (a thread with none pending gets a ``RuntimeError``,
+    never another thread's record), and each call returns exactly what it would return alone.
+    Concurrent backwards all add to the one :attr:`grads`, each adding its gradients under a
+    lock in one go (all of them, or none if it fails), so :attr:`grads` ends as the sum over
+    the backwards; floating-point addition is not associative, so that sum may differ in the
+    last bits with the order the threads finish in. Give each thread its own layer (or sum
+    per-thread grads yourself) when the order must not matter. Do not update the parameters,
+    call :meth:`load_state_dict` or :meth:`zero_grad` while another thread is inside a
+    :meth:`forward` or :meth:`backward`; :meth:`load_state_dict` discards every thread's
+    pending forward. The buffers are kept per thread while the thread lives: a pool of ``N``
+    threads holds ``N`` sets.
 
     Examples
     --------
@@ -168,10 +204,9 @@ class LSTM:
         self.device = self._placement.name
         self._parameters: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
-        self._record: _ForwardRecord | None = None
-        self._no_grad_forward = False  # the last forward ran under xplstm.no_grad()
-        # One per (layer, direction): the engine's large forward buffers, reused every forward.
-        self._workspaces: dict[int, Workspace] = {}
+        self._per_thread = _PerThread()
+        self._generation = 0  # load_state_dict counts up: pending forwards of older ones are stale
+        self._grads_lock = threading.Lock()  # backward adds to grads under it
 
     @classmethod
     def _uninitialized(cls, config: Mapping[str, Any], device: str) -> LSTM:
@@ -314,11 +349,11 @@ class LSTM:
         with self._device_scope():
             for key, value in incoming.items():
                 self._parameters[key][...] = value
-        self._record = None
+        self._generation += 1  # discards every thread's pending forward
 
     def zero_grad(self) -> None:
         """Set every entry of :attr:`grads` to zero (allocating them the first time)."""
-        with self._device_scope():
+        with self._device_scope(), self._grads_lock:
             for name, array in self._parameters.items():
                 if name in self.grads:
                     self.grads[name].fill(0)
@@ -445,7 +480,7 @@ class LSTM:
         ValueError
             Misshapen inputs or lengths outside ``1..T``.
         """
-        with self._device_scope():
+        with self._device_scope(), _silent_non_finite():
             return self._forward(x, state, lengths)
 
     def _forward(self, x: Any, state: Any, lengths: Any) -> tuple[Any, Any]:
@@ -472,10 +507,12 @@ class LSTM:
         rows = self.num_layers * directions
         h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
         c_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
-        self._record = None  # its buffers are about to be reused
+        local, generation = self._per_thread, self._generation
+        local.record = None  # its buffers are about to be reused
+        local.broken_backward = False
         # Under xplstm.no_grad() the engine keeps no record and runs a chunk of steps at a time.
         recording = is_grad_enabled()
-        self._no_grad_forward = not recording
+        local.no_grad_forward = not recording
         saved = []
         for layer in range(self.num_layers):
             outputs = []
@@ -496,7 +533,7 @@ class LSTM:
                     h, h_last, c_last, kept = engine.lstm_forward(
                         *arguments,
                         lengths=lengths,
-                        workspace=self._workspaces.setdefault(row, Workspace()),
+                        workspace=local.workspaces.setdefault(row, Workspace()),
                         xp=xp,
                     )
                     saved.append(kept)
@@ -512,7 +549,7 @@ class LSTM:
             return xp.ascontiguousarray(y), (h_n, c_n)
         # With one direction y is the engine's own output buffer: hand out a copy.
         y = xp.array(y, order="C", copy=True) if directions == 1 else xp.ascontiguousarray(y)
-        self._record = _ForwardRecord(saved, reversal, tuple(y.shape), batch)
+        local.record = _ForwardRecord(saved, reversal, tuple(y.shape), batch, generation)
         return y, (h_n, c_n)
 
     def backward(self, dy: Any, dstate: Any = None) -> tuple[Any, Any]:
@@ -544,25 +581,39 @@ class LSTM:
 
         Notes
         -----
-        Backward consumes the forward's saved activations (their buffers are reused in place).
+        Backward consumes the forward's saved activations (their buffers are reused in place),
+        so a call that fails while running (not while checking its arguments: then the forward
+        stays pending) cannot be repeated; the next one says so. It adds to :attr:`grads` only
+        once it has succeeded. Infinite or NaN inputs give NaN gradients where torch gives
+        them, without NumPy warnings.
         """
         with self._device_scope():
             return self._backward(dy, dstate)
 
     def _backward(self, dy: Any, dstate: Any) -> tuple[Any, Any]:
-        record = self._record
+        local = self._per_thread
+        record = local.record
+        if record is not None and record.generation != self._generation:
+            record = local.record = None  # load_state_dict ran since: its weights are gone
         if record is None:
-            if self._no_grad_forward:
+            if local.no_grad_forward:
                 raise RuntimeError(
                     "backward() after a forward() run under xplstm.no_grad(): inference mode "
                     "keeps nothing for a backward; run the forward outside no_grad() to "
                     "backpropagate through it"
                 )
+            if local.broken_backward:
+                raise RuntimeError(
+                    "backward() needs a pending forward(): the last backward() failed part-way "
+                    "after it had overwritten the forward's saved activations with gradients, "
+                    "so that forward cannot be used again; run forward() again"
+                )
             raise RuntimeError(
-                "backward() needs a pending forward(): none has run since the last backward() "
-                "(each forward supports one backward) or load_state_dict(), or none has run yet"
+                "backward() needs a pending forward() in this thread: none has run since the "
+                "last backward() (each forward supports one backward) or load_state_dict(), "
+                "or none has run yet (a forward run in another thread is that thread's)"
             )
-        xp, hidden, directions = self._placement.xp, self.hidden_size, self.num_directions
+        xp = self._placement.xp
         if dy is not None:
             layout = "(m, T, D * hidden_size)" if self.batch_first else "(T, m, D * hidden_size)"
             dy = self._as_layer_array("dy", dy, layout)
@@ -574,8 +625,23 @@ class LSTM:
             if self.batch_first:
                 dy = xp.ascontiguousarray(dy.transpose(1, 0, 2))
         dh_n, dc_n = self._state_pair("dstate", dstate, ("dh_n", "dc_n"), record.batch)
-        self._record = None  # consumed from here on, even if something below fails
+        # Consumed from here on: the engine overwrites the saved gates with their gradients.
+        local.record = None
+        local.broken_backward = True
+        with _silent_non_finite():
+            dx, (dh0, dc0), gradients = self._backward_layers(dy, dh_n, dc_n, record)
+        with self._grads_lock:  # all of a backward's gradients, or none if it failed
+            for name, gradient in gradients:
+                self.grads[name] += gradient
+        local.broken_backward = False
+        return dx, (dh0, dc0)
 
+    def _backward_layers(
+        self, dy: Any, dh_n: Any, dc_n: Any, record: _ForwardRecord
+    ) -> tuple[Any, tuple[Any, Any], list[tuple[str, Any]]]:
+        """``dx``, ``(dh0, dc0)`` and the parameter gradients as ``(name, gradient)`` pairs."""
+        xp, hidden, directions = self._placement.xp, self.hidden_size, self.num_directions
+        gradients: list[tuple[str, Any]] = []
         rows = self.num_layers * directions
         dh0 = xp.empty((rows, record.batch, hidden), dtype=self.dtype)
         dc0 = xp.empty((rows, record.batch, hidden), dtype=self.dtype)
@@ -607,15 +673,13 @@ class LSTM:
                 dh0[row] = dh_first
                 dc0[row] = dc_first
                 w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
-                self.grads[w_ih] += dw_ih
-                self.grads[w_hh] += dw_hh
+                gradients += [(w_ih, dw_ih), (w_hh, dw_hh)]
                 if self.bias:
-                    self.grads[b_ih] += dbias
-                    self.grads[b_hh] += dbias
+                    gradients += [(b_ih, dbias), (b_hh, dbias)]
             d_output = d_input
 
         dx = d_output.transpose(1, 0, 2) if self.batch_first else d_output
-        return xp.ascontiguousarray(dx), (dh0, dc0)
+        return xp.ascontiguousarray(dx), (dh0, dc0), gradients
 
     # ----------------------------------------------------------------------- display
 
