@@ -85,15 +85,20 @@ def tests_gpu(session: nox.Session) -> None:
     session.run("pytest", "-m", "gpu", *session.posargs)
 
 
+GPU_LOOPS = ("cupy", "plan", "graph")  # xplstm.cuda.plan.GPU_LOOPS (nox runs without xplstm)
+
+
 @nox.session(python=PYTHON)
 def gpu_stand_in(session: nox.Session) -> None:
-    """Run the gpu-marked tests on the host stand-in for CuPy (kernels rendered for g++)."""
+    """Run the gpu-marked tests on the host stand-in for CuPy, once per GPU step loop."""
     _venv_of_this_python(session)
     session.install("-e", ".[test]")
-    session.run(
-        "pytest", "-p", "kernel_harness.stand_in_gpu", "-m", "gpu", *session.posargs,
-        env={"PYTHONPATH": "tests"},
-    )  # fmt: skip
+    for loop in GPU_LOOPS:
+        session.log(f"XPLSTM_GPU_LOOP={loop}")
+        session.run(
+            "pytest", "-p", "kernel_harness.stand_in_gpu", "-m", "gpu", *session.posargs,
+            env={"PYTHONPATH": "tests", "XPLSTM_GPU_LOOP": loop},
+        )  # fmt: skip
 
 
 ASV_CONFIG = "benchmarks/asv.conf.json"

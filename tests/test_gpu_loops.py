@@ -177,3 +177,18 @@ def test_a_planning_mistake_fails(monkeypatch, mistake):
     except (IllegalAddress, CUBLASError, LaunchError):  # refused, as CUDA would
         return
     assert not np.allclose(actual["h"], expected["h"])
+
+
+def test_the_stand_in_session_runs_every_loop():
+    """``nox -s gpu_stand_in`` runs the gpu tests once per loop; its list must be plan's."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "noxfile.py").read_text())
+    assigned = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id == "GPU_LOOPS"
+    }  # fmt: skip
+    assert assigned == {"GPU_LOOPS": LOOPS}
