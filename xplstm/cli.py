@@ -159,6 +159,12 @@ def _add_train(commands: Any) -> None:
     train.add_argument(
         "--resume", action="store_true", help="continue from DIR/last.npz if it exists"
     )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a DIR that holds a run, deleting its checkpoints (without this or "
+        "--resume such a DIR is refused)",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--no-plot", action="store_true", help="do not write DIR/training.png")
     train.set_defaults(handler=_run_train)
@@ -260,6 +266,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         settings,
         device=args.device,
         checkpoint_dir=args.out,
+        overwrite=True,  # each demo starts over
         progress=not args.no_progress,
         log=_say,
     )
@@ -302,12 +309,15 @@ def _run_train(args: argparse.Namespace) -> int:
         raise CommandError("--task text needs --text FILE (a UTF-8 text file)")
     if settings.get("task", "digits") == "digits" and "text_path" in settings:
         raise CommandError("--text is only used with --task text")
+    if args.resume and args.overwrite:
+        raise CommandError("--resume continues the run in DIR, --overwrite replaces it: pick one")
     result = train(
         settings,
         device=args.device,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
         log=_say,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .data import generator_from_array, generator_to_array
 from .device import resolve_device
 from .optim import Adam
+from .run_folder import RunFolder, checkpoint_files
 from .tasks import DigitsTask, TextTask, make_task
 
 __all__ = ["FINAL_CHECKPOINT", "LAST_CHECKPOINT", "Trainer", "TrainingResult", "train"]
@@ -356,6 +358,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainingResult:
@@ -374,16 +377,58 @@ def train(
     resume : bool
         Continue from ``checkpoint_dir/last.training.npz`` if it exists (else start from
         scratch).
+    overwrite : bool
+        Without ``resume``, start over in a ``checkpoint_dir`` that already holds a run
+        (its checkpoints are deleted first); without either, such a folder is refused.
 
     Returns
     -------
     TrainingResult
+
+    Raises
+    ------
+    RuntimeError
+        If another run holds ``checkpoint_dir`` (see :class:`~xplstm.training.run_folder.RunFolder`:
+        the lock goes with the process, so a killed run does not hold it).
+    ValueError
+        If ``checkpoint_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+    NotADirectoryError
+        If ``checkpoint_dir`` is a file.
     """
     if isinstance(settings, TrainConfig):
         settings = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
-    last = None if checkpoint_dir is None else Path(checkpoint_dir) / LAST_CHECKPOINT
-    if resume and last is None:
+    if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint directory")
+    folder = nullcontext() if checkpoint_dir is None else RunFolder(checkpoint_dir)
+    with folder:  # held until the run ends: no other run can touch its files meanwhile
+        if checkpoint_dir is not None and not resume:
+            _claim_for_a_new_run(Path(checkpoint_dir), overwrite)
+        return _train(settings, device, checkpoint_dir, checkpoint_every, resume, progress, log)
+
+
+def _claim_for_a_new_run(folder: Path, overwrite: bool) -> None:
+    """Refuse a folder holding a run unless ``overwrite``; then delete that run's checkpoints."""
+    existing = checkpoint_files(folder)
+    if existing and not overwrite:
+        raise ValueError(
+            f"{folder} already holds a training run ({existing[0].name}); continue it with "
+            "--resume (resume=True) or start over with --overwrite (overwrite=True)"
+        )
+    for path in existing:  # so that a crash before the first checkpoint cannot resume them
+        path.unlink()
+
+
+def _train(
+    settings: Mapping[str, Any],
+    device: str,
+    checkpoint_dir: str | Path | None,
+    checkpoint_every: int,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> TrainingResult:
+    """:func:`train` once the run folder is held."""
+    last = None if checkpoint_dir is None else Path(checkpoint_dir) / LAST_CHECKPOINT
     checkpoint = None
     if resume and last is not None and training_state_path(last).exists():
         checkpoint = Checkpoint(last)
