@@ -41,6 +41,54 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class Packing:
+    """Variable lengths as a packed batch: sequences sorted longest first, active rows a prefix.
+
+    ``order`` ``(m,)`` sorts the batch by decreasing length (stable); ``inverse`` undoes it;
+    ``lengths`` are the sorted lengths; ``active[t]`` is how many sequences run step ``t``
+    (the first ``active[t]`` rows of the sorted batch). Steps past every length have 0.
+    Each step's recurrent GEMM and pointwise work then cover only its active rows, as cuDNN's
+    packed layout does, so a batch costs its real tokens rather than its padded size.
+    """
+
+    order: np.ndarray
+    inverse: np.ndarray
+    lengths: np.ndarray
+    active: tuple[int, ...]
+
+    @classmethod
+    def of(cls, lengths: np.ndarray, steps: int, order: np.ndarray | None = None) -> Packing:
+        """The packing of ``lengths`` (each in ``0..steps``) in ``order`` (default: sorted).
+
+        A given ``order`` must sort ``lengths`` decreasingly (e.g. the order of longer lengths
+        that these were clipped from).
+        """
+        if order is None:
+            order = np.argsort(-lengths, kind="stable")
+        ordered = lengths[order]
+        if np.any(np.diff(ordered) > 0):
+            raise ValueError("order must sort lengths from longest to shortest")
+        active = (ordered[None, :] > np.arange(steps)[:, None]).sum(axis=1)
+        return cls(order, np.argsort(order), ordered, tuple(int(k) for k in active))
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(np.all(self.order == np.arange(self.order.size)))
+
+    def rows(self, array: Any, xp: Any, axis: int = 0) -> Any:
+        """``array`` with its batch axis in packed order (``array`` itself when unchanged)."""
+        if array is None or self.is_identity:
+            return array
+        return xp.take(array, xp.asarray(self.order), axis=axis)
+
+    def unpack(self, array: Any, xp: Any, axis: int = 0) -> Any:
+        """``array`` with its batch axis back in the caller's order."""
+        if self.is_identity:
+            return array
+        return xp.take(array, xp.asarray(self.inverse), axis=axis)
+
+
 class _Record:
     """Deep copies copy the arrays and share the backend module ``xp`` (modules do not copy)."""
 
@@ -76,6 +124,7 @@ class LSTMSaved(_Record):
     fused: bool | None
     xp: Any
     loop: str = "cupy"
+    packing: Packing | None = None
 
     def window(self, start: int, stop: int) -> LSTMSaved:
         """The record of steps ``start .. stop - 1`` alone, as a forward from ``h[start - 1]``.
@@ -290,6 +339,7 @@ def lstm_forward(
     workspace: Workspace | None = None,
     xp: Any = None,
     gpu_loop: str | None = None,
+    order: np.ndarray | None = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -315,6 +365,10 @@ def lstm_forward(
     gpu_loop : {"cupy", "plan", "graph"}, optional
         CuPy only: how the steps are issued (see :func:`xplstm.cuda.plan.gpu_loop`; default
         ``XPLSTM_GPU_LOOP``, else ``"cupy"``). The backward pass uses the same loop.
+    order : ndarray of int, (m,), optional
+        With ``lengths``: the packed order to use (see :class:`Packing`); by default the
+        batch sorted by decreasing length. :func:`lstm_inference` passes the order of the whole
+        sequence to each chunk, so that every GEMM sees the same rows in the same order.
 
     Returns
     -------
@@ -330,6 +384,13 @@ def lstm_forward(
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     dtype = x.dtype
+    packing = None
+    active = (batch,) * steps
+    if lengths is not None:
+        # Longest first, so each step's active sequences are the first rows.
+        packing = Packing.of(lengths, steps, order)
+        x, h0, c0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp), packing.rows(c0, xp)
+        lengths, active = packing.lengths, packing.active
     x_ones = with_ones(x, lengths, workspace, xp=xp)
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
@@ -343,22 +404,36 @@ def lstm_forward(
         cell = make_cell("lstm", xp, dtype, batch, hidden, fused=fused)
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # measured faster per step than the view
         h_prev, c_prev = h0, c0
-        for t in range(steps):
-            xp.matmul(h_prev, w_hh_t, out=recurrent)
-            cell.forward(gates[t], recurrent, c_prev, c[t], h[t])
+        for t, rows in enumerate(active):
+            if rows == batch:
+                xp.matmul(h_prev, w_hh_t, out=recurrent)
+                cell.forward(gates[t], recurrent, c_prev, c[t], h[t])
+            elif rows:
+                xp.matmul(h_prev[:rows], w_hh_t, out=recurrent[:rows])
+                cell.forward(gates[t, :rows], recurrent[:rows], c_prev[:rows], c[t, :rows],
+                             h[t, :rows])  # fmt: skip
+            else:
+                break  # every sequence has ended
             h_prev, c_prev = h[t], c[t]
     else:
         w_hh = xp.ascontiguousarray(w_hh)
-        _plan(xp, dtype, batch, hidden, loop).forward(gates, recurrent, w_hh, h0, c0, c, h)
+        plan = _plan(xp, dtype, batch, hidden, loop)
+        plan.forward(gates, recurrent, w_hh, h0, c0, c, h, active)
 
     h_n = _at_last_step(h, lengths, xp)
     c_n = _at_last_step(c, lengths, xp)
-    if lengths is not None:
-        # Safe in place: backward never reads h past a length (the gate gradients there are zero).
-        # Assigned (not multiplied): +0.0 whatever ran there, so lstm_inference matches bitwise.
-        h[xp.asarray(~_valid_steps(lengths, steps))] = 0
-    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop)
-    return h, h_n, c_n, saved
+    output = h
+    if packing is not None:
+        # Steps past a length never ran: their h is set to +0.0 here (the outputs' padding),
+        # and backward reads nothing else there.
+        h[xp.asarray(~_valid_steps(packing.lengths, steps))] = 0
+        output, h_n, c_n = (
+            packing.unpack(h, xp, axis=1),
+            packing.unpack(h_n, xp),
+            packing.unpack(c_n, xp),
+        )
+    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop, packing)
+    return output, h_n, c_n, saved
 
 
 def lstm_inference(
@@ -391,17 +466,17 @@ def lstm_inference(
     h_n = xp.empty((batch, hidden), dtype=x.dtype)
     c_n = xp.empty((batch, hidden), dtype=x.dtype)
     workspace = Workspace()  # one chunk's buffers, reused by the next chunk
+    order = None if lengths is None else Packing.of(lengths, steps).order
     h_prev, c_prev = h0, c0
     for start in range(0, steps, chunk):
         stop = min(start + chunk, steps)
-        # Steps each sequence has in this chunk: 0 once it has ended (its rows are then computed
-        # on zeroed inputs and ignored, as in lstm_forward), the whole chunk while it goes on.
+        # Steps each sequence has in this chunk: 0 once it has ended (its rows then never run),
+        # the whole chunk while it goes on; packed in the whole sequence's order throughout.
         part = None if lengths is None else np.clip(lengths - start, 0, stop - start)
-        if part is not None and np.all(part == stop - start):
-            part = None
         h_part, h_prev, c_prev, _ = lstm_forward(
             x[start:stop], w_ih, w_hh, bias, h_prev, c_prev,
             lengths=part, fused=fused, workspace=workspace, xp=xp, gpu_loop=gpu_loop,
+            order=order,
         )  # fmt: skip
         h[start:stop] = h_part
         if lengths is not None:
@@ -440,6 +515,10 @@ def lstm_backward(
     gates, c, lengths, xp = saved.gates, saved.c, saved.lengths, saved.xp
     steps, batch, hidden = c.shape
     dtype = c.dtype
+    packing, active = saved.packing, (batch,) * steps
+    if packing is not None:
+        dy, dh_n = packing.rows(dy, xp, axis=1), packing.rows(dh_n, xp)
+        dc_n, active = packing.rows(dc_n, xp), packing.active
     dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
     dh = xp.zeros((batch, hidden), dtype=dtype)
     dc = xp.zeros((batch, hidden), dtype=dtype)
@@ -455,24 +534,37 @@ def lstm_backward(
     if saved.loop == "cupy":
         cell = make_cell("lstm", xp, dtype, batch, hidden, fused=saved.fused)
         for t in range(steps - 1, -1, -1):
+            rows = active[t]
+            if not rows:
+                continue
             if t in entries_h:
                 dh[entries_h[t]] += dh_n[entries_h[t]]
             if t in entries_c:
                 dc[entries_c[t]] += dc_n[entries_c[t]]
             c_prev = c[t - 1] if t > 0 else saved.c0
-            cell.backward(gates[t], dy[t], dh, dc, c_prev, c[t])
-            xp.matmul(gates[t], w_hh, out=dh)
+            if rows == batch:
+                cell.backward(gates[t], dy[t], dh, dc, c_prev, c[t])
+                xp.matmul(gates[t], w_hh, out=dh)
+            else:
+                cell.backward(gates[t, :rows], dy[t, :rows], dh[:rows], dc[:rows],
+                              c_prev[:rows], c[t, :rows])  # fmt: skip
+                xp.matmul(gates[t, :rows], w_hh, out=dh[:rows])
     else:
         entries: dict[int, list[tuple[Any, Any, Any]]] = {}
         for schedule, final, carried in ((entries_h, dh_n, dh), (entries_c, dc_n, dc)):
             for t, rows in schedule.items():
                 entries.setdefault(t, []).append((rows, final, carried))
         plan = _plan(xp, dtype, batch, hidden, saved.loop)
-        plan.backward(gates, dy, dh, dc, xp.ascontiguousarray(w_hh), saved.c0, c, entries)
+        plan.backward(gates, dy, dh, dc, xp.ascontiguousarray(w_hh), saved.c0, c, entries, active)
 
+    if packing is not None:
+        # The rows that did not run hold forward values: their gradients are zero.
+        gates[xp.asarray(~_valid_steps(packing.lengths, steps))] = 0
     dx, dw_ih, dw_hh, dbias = _weight_gradients(
         gates, saved.x_ones, saved.h, saved.h0, saved.w_ih, xp
     )
+    if packing is not None:
+        dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
     return dx, dh, dc, dw_ih, dw_hh, dbias
 
 

@@ -27,7 +27,7 @@ class LSTMTwin:
         Element type of every buffer passed to :meth:`forward` and :meth:`backward`.
     batch_size, hidden_size : int
         ``m`` and ``H``: per-step arrays are ``(m, H)``; gate blocks ``(m, 4H)`` in torch order
-        ``(i, f, g, o)``.
+        ``(i, f, g, o)``. A step may also cover the first ``k < m`` rows (a packed batch).
     """
 
     implementation = "numpy twin"
@@ -65,6 +65,7 @@ class LSTMTwin:
             Written: ``c_next = f * c_prev + i * g`` and ``h_next = o * tanh(c_next)``.
         """
         xp = self.xp
+        scratch = self.scratch[: c_next.shape[0]]  # the active rows of a packed batch
         # i = sigmoid(gate[0] + product[0]) ... o = sigmoid(gate[3 * hidden] + ...);
         # gate[k] = i, f, g, o
         gates += recurrent
@@ -72,11 +73,11 @@ class LSTMTwin:
         i, f, g, o = self._split(gates)
         # c = f * c_prev[index] + i * g; c_next[index] = c
         xp.multiply(f, c_prev, out=c_next)
-        xp.multiply(i, g, out=self.scratch)
-        c_next += self.scratch
+        xp.multiply(i, g, out=scratch)
+        c_next += scratch
         # h_next[index] = o * tanh_of(c)
-        xp.tanh(c_next, out=self.scratch)
-        xp.multiply(o, self.scratch, out=h_next)
+        xp.tanh(c_next, out=scratch)
+        xp.multiply(o, scratch, out=h_next)
 
     def backward(self, gates: Any, dy: Any, dh: Any, dc: Any, c_prev: Any, c_next: Any) -> None:
         """One backward step, in place (``lstm_backward_element``).
@@ -95,11 +96,12 @@ class LSTMTwin:
         c_prev, c_next : ndarray, (m, H)
             Cell states before and after this step.
         """
-        xp = self.xp
+        xp, rows = self.xp, dc.shape[0]  # fewer than m: the active rows of a packed batch
+        upstream, work = self.upstream[:rows], self.work[:rows]
         i, f, g, o = self._split(gates)
-        up_i, up_f, up_g, up_o = self._split(self.upstream)
-        dh_total, tanh_c = self.dh_total, self.tanh_c
-        tanh_grad, temporary = self.scratch, self.temporary
+        up_i, up_f, up_g, up_o = self._split(upstream)
+        dh_total, tanh_c = self.dh_total[:rows], self.tanh_c[:rows]
+        tanh_grad, temporary = self.scratch[:rows], self.temporary[:rows]
         # dh_total = dy[index] + dh[index]; tanh_c = tanh_of(c_next[index])
         xp.add(dy, dh, out=dh_total)
         xp.tanh(c_next, out=tanh_c)
@@ -119,5 +121,5 @@ class LSTMTwin:
         # dc[index] = dc_total * f
         dc *= f
         # gate[k] = factor * sigmoid_grad_from_output(i) ... tanh_grad_from_output(g) ...
-        self.activations.grad_from_output(gates, self.work)
-        gates *= self.upstream
+        self.activations.grad_from_output(gates, work)
+        gates *= upstream

@@ -56,19 +56,18 @@ class FusedLSTMCell:
         kernels = elementwise_kernels("lstm", dtype)
         self._forward, self._backward = kernels["forward"], kernels["backward"]
         self.hidden_size = hidden_size
-        self.size = batch_size * hidden_size
 
     def forward(self, gates: Any, recurrent: Any, c_prev: Any, c_next: Any, h_next: Any) -> None:
         """One forward step (``lstm_forward_element``), all arrays C-contiguous."""
-        if self.size:
-            self._forward(
-                recurrent, c_prev, self.hidden_size, gates, c_next, h_next, size=self.size
-            )
+        size = c_next.shape[0] * self.hidden_size  # fewer rows than m in a packed batch
+        if size:
+            self._forward(recurrent, c_prev, self.hidden_size, gates, c_next, h_next, size=size)
 
     def backward(self, gates: Any, dy: Any, dh: Any, dc: Any, c_prev: Any, c_next: Any) -> None:
         """One backward step (``lstm_backward_element``), all arrays C-contiguous."""
-        if self.size:
-            self._backward(dy, dh, c_prev, c_next, self.hidden_size, gates, dc, size=self.size)
+        size = dc.shape[0] * self.hidden_size
+        if size:
+            self._backward(dy, dh, c_prev, c_next, self.hidden_size, gates, dc, size=size)
 
 
 class FusedRNNCell:

@@ -172,10 +172,13 @@ class LSTMPlan:
         self.kernels = raw_kernels("lstm", self.dtype)
         self.blas = _Blas(cupy, self.dtype, tf32_enabled(tf32))
         self.hidden = np.int64(hidden_size)
-        self.size = np.int64(batch_size * hidden_size)
         self.grid = _grid(batch_size * hidden_size)
         self.block = (BLOCK,)
         self.graph = graph
+
+    def _size(self, rows: int) -> np.int64:
+        """The kernel's element count for a step over ``rows`` rows."""
+        return np.int64(rows * self.hidden)
 
     def _run(self, steps: list[tuple[tuple, tuple]], kernel: Any, gemm_first: bool) -> None:
         """Issue ``(gemm arguments, kernel arguments)`` per step, in order."""
@@ -212,21 +215,31 @@ class LSTMPlan:
         stream.synchronize()
 
     def forward(
-        self, gates: Any, recurrent: Any, w_hh: Any, h0: Any, c0: Any, c: Any, h: Any
+        self,
+        gates: Any,
+        recurrent: Any,
+        w_hh: Any,
+        h0: Any,
+        c0: Any,
+        c: Any,
+        h: Any,
+        active: tuple[int, ...],
     ) -> None:
         """The forward loop over ``T`` steps (contract of the engine's ``"cupy"`` loop).
 
         ``gates (T, m, 4H)`` in: projections, out: activated gates; ``recurrent (m, 4H)``
         scratch; ``w_hh (4H, H)``; ``h0, c0 (m, H)``; ``c, h (T, m, H)`` written. All
-        C-contiguous.
+        C-contiguous. Step ``t`` covers the first ``active[t]`` rows (a packed batch).
         """
         steps = []
         h_prev, c_prev = h0, c0
-        for t in range(gates.shape[0]):
-            gemm_args = self.blas.times_transposed(recurrent, h_prev, w_hh)
+        for t, rows in enumerate(active):
+            if not rows:
+                break
+            gemm_args = self.blas.times_transposed(recurrent[:rows], h_prev[:rows], w_hh)
             kernel_args = (
                 _pointer(recurrent), _pointer(c_prev), self.hidden,
-                _pointer(gates[t]), _pointer(c[t]), _pointer(h[t]), self.size,
+                _pointer(gates[t]), _pointer(c[t]), _pointer(h[t]), self._size(rows),
             )  # fmt: skip
             steps.append((gemm_args, kernel_args))
             h_prev, c_prev = h[t], c[t]
@@ -241,28 +254,33 @@ class LSTMPlan:
         w_hh: Any,
         c0: Any,
         c: Any,
-        entries: dict[int, tuple[Any, Any, Any, Any]],
+        entries: dict[int, list[tuple[Any, Any, Any]]],
+        active: tuple[int, ...],
     ) -> None:
         """The backward loop (contract of the engine's ``"cupy"`` loop).
 
-        ``entries`` maps a step to ``(rows, dh_n, dc_n)`` gradients entering there (variable
-        lengths); such steps run outside the plan around cupy's indexed adds.
+        ``entries`` maps a step to ``(rows, dh_n or dc_n, dh or dc)`` gradients entering there
+        (variable lengths); such steps run outside the plan around CuPy's indexed adds.
         """
         ordered = []
         for t in range(gates.shape[0] - 1, -1, -1):
+            rows = active[t]
+            if not rows:
+                continue
             c_prev = c[t - 1] if t > 0 else c0
             kernel_args = (
                 _pointer(dy[t]), _pointer(dh), _pointer(c_prev), _pointer(c[t]), self.hidden,
-                _pointer(gates[t]), _pointer(dc), self.size,
+                _pointer(gates[t]), _pointer(dc), self._size(rows),
             )  # fmt: skip
-            ordered.append((t, (self.blas.times(dh, gates[t], w_hh), kernel_args)))
+            gemm_args = self.blas.times(dh[:rows], gates[t, :rows], w_hh)
+            ordered.append((t, (gemm_args, kernel_args)))
         kernel = self.kernels["backward"]
         pending: list[tuple[tuple, tuple]] = []
         for t, step in ordered:
             if t in entries:
                 self._run(pending, kernel, gemm_first=False)
                 pending = []
-                for rows, final, carried in entries[t]:
-                    carried[rows] += final[rows]
+                for rows_entering, final, carried in entries[t]:
+                    carried[rows_entering] += final[rows_entering]
             pending.append(step)
         self._run(pending, kernel, gemm_first=False)
