@@ -219,6 +219,23 @@ class LSTM:
         model.zero_grad()
         return model
 
+    @classmethod
+    def _shapes_in_file(cls, config: Mapping[str, Any], members: int) -> dict[str, tuple[int, ...]]:
+        """The parameter shapes a checkpoint's ``config`` describes, allocating nothing.
+
+        Raises ``TypeError``/``ValueError`` if ``config`` is invalid or describes far more
+        parameters than the file's ``members`` (checked before the shapes are listed, so a
+        huge ``num_layers`` costs nothing; the caller names any smaller disagreement).
+        """
+        model = cls.__new__(cls)
+        model._configure(**config, device="cpu")
+        count = model.num_layers * model.num_directions * (4 if model.bias else 2)
+        if count > 2 * members + 8:
+            raise ValueError(
+                f"its configuration describes {count} parameters, the file holds {members}"
+            )
+        return model._parameter_shapes()
+
     def _config(self) -> dict[str, Any]:
         return layer_config(self)
 
@@ -411,15 +428,14 @@ class LSTM:
             If ``path`` does not exist.
         ValueError
             If the file is truncated, not an ``.npz`` archive, or not an ``xplstm.LSTM``
-            checkpoint (the message names ``path``).
+            checkpoint (the message names ``path``). The configuration is checked against the
+            members' declared shapes before any parameter is read or allocated, so a damaged
+            or hostile file costs about its own size in memory and time.
         """
         select_device(device)  # device errors are not file errors: raise them first
-        config, arrays = load_layer(path)
+        config, arrays = load_layer(path, cls._shapes_in_file)  # shapes checked before reading
         path = os.fspath(path)
-        try:
-            model = cls._uninitialized(config, device)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{path} holds an invalid LSTM configuration: {error}") from error
+        model = cls._uninitialized(config, device)
         try:
             model.load_state_dict(arrays)
         except (KeyError, TypeError, ValueError) as error:

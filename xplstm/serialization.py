@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backend import asnumpy
-from .npz_io import load_npz, save_npz_atomic
+from .npz_io import ArrayHeader, NpzReader, save_npz_atomic
 
 if TYPE_CHECKING:
     from .layer import LSTM
@@ -79,6 +79,10 @@ TEXT_PREFIX = "text."
 TRAINING_PREFIXES = (HEAD_PREFIX, OPTIMIZER_PREFIX, TRAINER_PREFIX, TEXT_PREFIX)
 EPOCH_KEY = TRAINER_PREFIX + "epoch"
 TRAINING_SUFFIX = ".training.npz"
+# A stored configuration is a short JSON text; more is not a checkpoint of ours.
+MAX_CONFIG_BYTES = 1 << 16
+# ``LSTM._shapes_in_file``: (config, parameter count in the file) -> {name: shape}.
+ShapesInFile = Callable[[Mapping[str, Any], int], Mapping[str, tuple[int, ...]]]
 LAST_CHECKPOINT = "last.npz"
 FINAL_CHECKPOINT = "final.npz"
 
@@ -104,31 +108,90 @@ def save_layer(
     save_npz_atomic(path, arrays)
 
 
-def load_layer(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def load_layer(
+    path: str | os.PathLike, shapes_in_file: ShapesInFile | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The configuration and the parameter arrays of a layer file.
+
+    Parameters
+    ----------
+    path : str or path-like
+    shapes_in_file : callable, optional
+        ``LSTM._shapes_in_file``: with it, the configuration is checked against the members'
+        declared shapes and dtypes before any parameter is read.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is damaged or not an ``xplstm.LSTM`` checkpoint of this version (the message
-        names ``path``).
+        If the file is damaged or not an ``xplstm.LSTM`` checkpoint of this version, or its
+        members disagree with its configuration (the message names ``path``).
     """
-    arrays = load_npz(path)
-    config = _read_config(os.fspath(path), arrays.pop(CONFIG_KEY, None))
-    return config, arrays
+    path = os.fspath(path)
+    with NpzReader(path) as reader:
+        config = _read_config(path, _read_json(reader, CONFIG_KEY, path, LAYER_FORMAT))
+        names = [name for name in reader.headers if name != CONFIG_KEY]
+        if shapes_in_file is not None:
+            check_parameter_members(path, config, reader.headers, "", shapes_in_file)
+        return config, {name: reader.read(name) for name in names}
 
 
-def _read_config(path: str, stored: Any) -> dict[str, Any]:
-    """The constructor arguments stored in a checkpoint, or ``ValueError`` naming ``path``."""
-    foreign = f"{path} is not an xplstm.LSTM checkpoint"
-    if stored is None or stored.dtype.kind != "U" or stored.ndim != 0:
-        raise ValueError(f"{foreign} (no {CONFIG_KEY!r} entry)")
+def _read_json(reader: NpzReader, key: str, path: str, kind: str) -> Any:
+    """The JSON value stored as 0-d text under ``key``; ``ValueError`` naming ``path``."""
+    foreign = f"{path} is not an {kind} checkpoint"
+    header = reader.headers.get(key)
+    if header is None or header.dtype.kind != "U" or header.shape != ():
+        raise ValueError(f"{foreign} (no {key!r} entry of JSON text)")
+    if header.nbytes > MAX_CONFIG_BYTES:
+        raise ValueError(f"{foreign} (its {key!r} is {header.nbytes} bytes, not a configuration)")
     try:
-        config = json.loads(str(stored[()]))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{foreign} (its {CONFIG_KEY!r} is not JSON: {error})") from error
+        return json.loads(str(reader.read(key)[()]))
+    except (json.JSONDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise ValueError(f"{foreign} (its {key!r} is not JSON: {reason})") from None
+
+
+def check_parameter_members(
+    path: str,
+    config: Mapping[str, Any],
+    headers: Mapping[str, ArrayHeader],
+    prefix: str,
+    shapes_in_file: ShapesInFile,
+) -> None:
+    """Refuse, before anything is read, parameter members that ``config`` does not describe.
+
+    The parameters are the members under ``prefix`` (but the configuration); each must have
+    the shape ``config`` gives it and a real-number dtype.
+    """
+    members = {
+        name[len(prefix) :]: header
+        for name, header in headers.items()
+        if name.startswith(prefix) and name not in (CONFIG_KEY, LSTM_CONFIG_KEY)
+    }
+    try:
+        shapes = shapes_in_file(config, len(members))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds an invalid LSTM configuration: {error}") from error
+    unexpected = [prefix + name for name in members if name not in shapes]
+    problem = f"unexpected member(s) {unexpected}" if unexpected else None
+    for name, shape in shapes.items():
+        header = members.get(name)
+        if header is None:
+            problem = f"{prefix}{name} is missing (expected shape {shape})"
+        elif header.shape != shape:
+            problem = f"{prefix}{name} has shape {header.shape} but {shape} was expected"
+        elif header.dtype.kind not in "iuf":
+            problem = f"{prefix}{name} has dtype {header.dtype}; expected real numbers"
+        if problem:
+            raise ValueError(
+                f"{path} does not hold the parameters its configuration describes: {problem}"
+            )
+
+
+def _read_config(path: str, config: Any) -> dict[str, Any]:
+    """The constructor arguments stored in a layer file, or ``ValueError`` naming ``path``."""
+    foreign = f"{path} is not an xplstm.LSTM checkpoint"
     if not isinstance(config, dict) or config.get("format") != LAYER_FORMAT:
         raise ValueError(f"{foreign} (its {CONFIG_KEY!r} does not name the format)")
     if config.get("version") != LAYER_VERSION:
@@ -218,7 +281,8 @@ class Checkpoint:
     FileNotFoundError
         If the training state file does not exist.
     ValueError
-        If it is damaged or not a training checkpoint.
+        If it is damaged, not a training checkpoint, or its LSTM members disagree with the
+        LSTM's configuration (checked before anything is read, as for :meth:`LSTM.load`).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -227,9 +291,17 @@ class Checkpoint:
             raise FileNotFoundError(
                 f"{self.path} does not exist (the training state saved beside {Path(path).name})"
             )
-        self.arrays = load_npz(self.path)
-        if LSTM_CONFIG_KEY not in self.arrays:
-            raise ValueError(f"{self.path} is not an xplstm training checkpoint")
+        from .layer import LSTM
+
+        path_text = str(self.path)
+        with NpzReader(self.path) as reader:
+            if LSTM_CONFIG_KEY not in reader.headers:
+                raise ValueError(f"{self.path} is not an xplstm training checkpoint")
+            self.lstm_config = _read_json(reader, LSTM_CONFIG_KEY, path_text, "xplstm training")
+            check_parameter_members(
+                path_text, self.lstm_config, reader.headers, LSTM_PREFIX, LSTM._shapes_in_file
+            )
+            self.arrays = reader.read_all()
 
     @property
     def training_state(self) -> dict[str, np.ndarray]:
@@ -240,9 +312,8 @@ class Checkpoint:
         """The saved LSTM, built on ``device`` (``"cpu"`` or ``"cuda"``)."""
         from .layer import LSTM
 
+        lstm = LSTM._uninitialized(self.lstm_config, device)  # checked on opening
         try:
-            config = json.loads(str(self.arrays[LSTM_CONFIG_KEY][()]))
-            lstm = LSTM(**config, device=device)
             parameters = strip_prefix(LSTM_PREFIX, self.arrays)
             del parameters[LSTM_CONFIG_KEY[len(LSTM_PREFIX) :]]
             lstm.load_state_dict(parameters)
