@@ -69,3 +69,69 @@ def test_a_backward_that_fails_part_way_adds_no_gradients_and_says_why_it_cannot
         model.backward(np.ones_like(y))
     y, _ = model(np.ones((5, 2, 3), dtype=np.float32))
     model.backward(np.ones_like(y))
+
+
+# --------------------------------------------------------------------------- messages (item 8)
+
+
+def test_projection_weights_from_torch_are_named_as_unsupported():
+    torch = pytest.importorskip("torch")
+    import xplstm
+
+    source = torch.nn.LSTM(3, 4, proj_size=2)
+    model = xplstm.LSTM(3, 4)
+    state = {key: value.detach().numpy() for key, value in source.state_dict().items()}
+    with pytest.raises(KeyError, match="proj_size is not supported"):
+        model.load_state_dict(state)
+
+
+def test_values_that_overflow_the_layers_dtype_are_refused_naming_the_key(tmp_path):
+    import xplstm
+
+    model = xplstm.LSTM(2, 3, seed=0)
+    state = {key: value.astype(np.float64) for key, value in model.state_dict().items()}
+    state["weight_hh_l0"][1, 2] = 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"state_dict\['weight_hh_l0'\].*beyond the range"):
+            model.load_state_dict(state)
+    state["weight_hh_l0"][1, 2] = np.inf  # an inf that is there already is kept
+    model.load_state_dict(state)
+    assert np.isinf(model.weight_hh_l0[1, 2])
+
+
+def _one_line_error(capsys, argv):
+    from xplstm.cli import main
+
+    status = main(argv)
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    return status, error
+
+
+@pytest.mark.parametrize("flag", ["--lr", "--lr-decay", "--clip-norm"])
+def test_an_infinite_rate_is_an_argument_error(capsys, flag):
+    status, error = _one_line_error(capsys, ["train", flag, "inf"])
+    assert status == 2 and "finite" in error
+
+
+def test_bench_argument_errors_are_one_line(capsys):
+    status, error = _one_line_error(capsys, ["bench", "--bogus"])
+    assert status == 2 and "--bogus" in error
+
+
+def test_sample_from_a_folder_says_to_name_a_file_in_it(tmp_path, capsys):
+    status, error = _one_line_error(capsys, ["sample", "--checkpoint", str(tmp_path)])
+    assert status == 1 and "is a folder" in error and ".training.npz" not in error
+
+
+def test_out_of_memory_in_sample_does_not_suggest_train_options(tmp_path, capsys, monkeypatch):
+    from xplstm.training import sampling
+
+    def exhausted(*_args, **_kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(sampling, "load_char_model", exhausted)
+    (tmp_path / "final.npz").write_bytes(b"")
+    status, error = _one_line_error(capsys, ["sample", "--checkpoint", str(tmp_path / "final.npz")])
+    assert status == 1 and "out of memory" in error and "--hidden" not in error

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .atomic import write_json_atomic
 from .backend import asnumpy
 from .layer import LSTM
 from .numerics import sigmoid
@@ -451,11 +451,14 @@ float64 training step and of a forward under xplstm.no_grad() at n_x=64 n_a=256 
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(
-        prog="xplstm bench",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    if parser is None:
+        from .cli import OneLineErrorParser  # errors in one line, as in every xplstm command
+
+        parser = OneLineErrorParser(
+            prog="xplstm bench",
+            description=DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     parser.add_argument(
         "--size",
         type=_size,
@@ -533,8 +536,7 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
             "memory": memory,
             "inference_memory": inference_memory,
         }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
+        write_json_atomic(args.json, report, indent=2)
     if args.plot:
         plot(cases, args.plot)
         print(f"plot written to {args.plot}")

@@ -26,7 +26,7 @@ class CommandError(Exception):
     """A problem to report in one line (exit status 1)."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (argparse prints the usage too)."""
 
     def error(self, message: str) -> NoReturn:
@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _number(kind: Callable[[str], Any], minimum: float, inclusive: bool = True) -> Callable:
-    """An argparse type: ``kind`` (int or float) that is ``>= minimum`` (or ``> minimum``)."""
+    """An argparse type: a finite ``kind`` (int or float) ``>= minimum`` (or ``> minimum``)."""
     relation = ">=" if inclusive else ">"
 
     def parse(text: str) -> Any:
@@ -46,6 +46,8 @@ def _number(kind: Callable[[str], Any], minimum: float, inclusive: bool = True) 
             ) from None
         if value != value or (value < minimum if inclusive else value <= minimum):
             raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text}")
+        if value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         return value
 
     return parse
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``xplstm`` argument parser with its subcommands."""
     from . import __version__
 
-    parser = _Parser(
+    parser = OneLineErrorParser(
         prog="xplstm",
         description="LSTM on NumPy or CuPy: train, sample, benchmark, inspect.",
     )
@@ -338,6 +340,11 @@ def _run_sample(args: argparse.Namespace) -> int:
 
     # Sampling reads only the training state; after a kill between the two checkpoint writes it
     # may exist while NAME.npz does not yet.
+    if args.checkpoint.is_dir():
+        raise CommandError(
+            f"--checkpoint {str(args.checkpoint)!r} is a folder; give a checkpoint file in it, "
+            "such as its final.npz or last.npz"
+        )
     if not (args.checkpoint.exists() or training_state_path(args.checkpoint).exists()):
         raise CommandError(f"checkpoint {str(args.checkpoint)!r} does not exist")
     from .training.device import resolve_device
@@ -411,8 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(code, file=sys.stderr)
         return code if isinstance(code, int) else USAGE_ERROR
     except MemoryError:
-        print(f"xplstm {command}: error: out of memory (try a smaller --hidden, --layers or "
-              "--batch-size)", file=sys.stderr)  # fmt: skip
+        hint = " (try a smaller --hidden, --layers or --batch-size)" if command == "train" else ""
+        print(f"xplstm {command}: error: out of memory{hint}", file=sys.stderr)
         return INPUT_ERROR
     except KeyboardInterrupt:
         print(f"xplstm {command}: interrupted", file=sys.stderr)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
+from .backend import asnumpy
 from .devices import device_scope, select_device
 from .grad_mode import is_grad_enabled
 from .reversal import Reversal
@@ -345,6 +346,12 @@ class LSTM:
             )
         shapes = self._parameter_shapes()
         unexpected = [key for key in state_dict if key not in shapes]
+        projections = [key for key in unexpected if str(key).startswith("weight_hr_l")]
+        if projections:
+            raise KeyError(
+                f"state_dict holds projection weights {projections} (torch's LSTM with "
+                "proj_size > 0); xplstm.LSTM has no projections: proj_size is not supported"
+            )
         if unexpected:
             raise KeyError(
                 f"state_dict has unexpected key(s) {unexpected}; this layer's parameters are "
@@ -357,7 +364,9 @@ class LSTM:
                 )
         incoming = {}
         for key, shape in shapes.items():
-            value = self._import_array(f"state_dict[{key!r}]", state_dict[key])
+            with np.errstate(over="ignore"):  # refused below, naming the key
+                value = self._import_array(f"state_dict[{key!r}]", state_dict[key])
+            self._refuse_overflow(key, state_dict[key], value)
             if tuple(value.shape) != shape:
                 raise ValueError(
                     f"state_dict[{key!r}] has shape {tuple(value.shape)} but {shape} was expected"
@@ -367,6 +376,17 @@ class LSTM:
             for key, value in incoming.items():
                 self._parameters[key][...] = value
         self._generation += 1  # discards every thread's pending forward
+
+    def _refuse_overflow(self, key: str, source: Any, value: Any) -> None:
+        """``ValueError`` if converting ``source`` to the layer's dtype made finite values inf."""
+        xp = self._placement.xp
+        if not bool(xp.isinf(value).any()):
+            return
+        if int(xp.isinf(value).sum()) != int(np.isinf(asnumpy(source)).sum()):
+            raise ValueError(
+                f"state_dict[{key!r}] holds values beyond the range of {self.dtype} (largest "
+                f"finite {np.finfo(self.dtype).max:g}); converted they would be inf"
+            )
 
     def zero_grad(self) -> None:
         """Set every entry of :attr:`grads` to zero (allocating them the first time)."""
