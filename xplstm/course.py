@@ -14,12 +14,16 @@ only, as the course does; the output layer's loss reaches them through ``da``.
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
 
 from . import engine
-from .numerics import softmax
+from .backend import is_cupy_array
+from .numerics import silent_non_finite, softmax
 from .validation import (
     check_array,
     check_parameters,
@@ -69,6 +73,47 @@ class Caches(tuple):
         caches = super().__new__(cls, items)
         caches.record = record
         return caches
+
+
+# ------------------------------------------------------------------------------ calling convention
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def _arrays(values: Any) -> Iterator[Any]:
+    """Every array among ``values``, searching dicts, tuples and lists."""
+    for value in values:
+        if isinstance(value, Mapping):
+            yield from _arrays(value.values())
+        elif isinstance(value, (tuple, list)):
+            yield from _arrays(value)
+        elif is_cupy_array(value) or isinstance(value, np.ndarray):
+            yield value
+
+
+def _gpu_of(values: Any) -> Any:
+    """The device of the first CuPy array among ``values`` when every array there is a CuPy
+    array, else ``None`` (NumPy, or a mix, which the function's own checks then name)."""
+    arrays = list(_arrays(values))
+    if not arrays or not all(is_cupy_array(array) for array in arrays):
+        return None
+    return arrays[0].device
+
+
+def _course_function(function: Function) -> Function:
+    """Run ``function`` on the GPU its CuPy arguments live on, with inf and NaN propagating
+    silently (as in torch) instead of NumPy's floating-point warnings."""
+
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        device = _gpu_of(args)
+        with silent_non_finite():
+            if device is None:
+                return function(*args)
+            with device:
+                return function(*args)
+
+    return call  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -205,6 +250,7 @@ def _named(params: Mapping) -> dict[str, Any]:
     return {f"parameters[{key!r}]": value for key, value in params.items()}
 
 
+@_course_function
 def rnn_cell_forward(xt: Any, a_prev: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
     """One step of a tanh RNN: ``a_next = tanh(Wax @ xt + Waa @ a_prev + ba)``.
 
@@ -238,6 +284,7 @@ def rnn_cell_forward(xt: Any, a_prev: Any, parameters: Mapping) -> tuple[Any, An
     return a_next, yt_pred, StepCache((a_next, a_prev, xt, parameters), saved)
 
 
+@_course_function
 def rnn_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, tuple]:
     """A tanh RNN over a whole sequence.
 
@@ -286,6 +333,7 @@ def _check_cache(cache: Any, size: int, forward: str, name: str = "cache") -> St
     return cache
 
 
+@_course_function
 def rnn_cell_backward(da_next: Any, cache: tuple) -> dict[str, Any]:
     """Gradients of one RNN step.
 
@@ -358,6 +406,7 @@ def _unpack_caches(caches: Any, step_size: int, forward: str) -> tuple[list, Any
     return step_caches, x, caches.record
 
 
+@_course_function
 def rnn_backward(da: Any, caches: tuple) -> dict[str, Any]:
     """Gradients of a tanh RNN over a whole sequence.
 
@@ -422,6 +471,7 @@ def _gate_views(gates: Any, n_a: int) -> tuple[Any, Any, Any, Any]:
     return f, i, g, o
 
 
+@_course_function
 def lstm_cell_forward(
     xt: Any, a_prev: Any, c_prev: Any, parameters: Mapping
 ) -> tuple[Any, Any, Any, tuple]:
@@ -459,6 +509,7 @@ def lstm_cell_forward(
     return a_next, c_next, yt_pred, StepCache(cache, saved)
 
 
+@_course_function
 def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, tuple]:
     """An LSTM over a whole sequence, with the cell state starting at zeros.
 
@@ -495,6 +546,7 @@ def lstm_forward(x: Any, a0: Any, parameters: Mapping) -> tuple[Any, Any, Any, t
     return a, y, c, Caches((step_caches, x), saved)
 
 
+@_course_function
 def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict[str, Any]:
     """Gradients of one LSTM step.
 
@@ -531,6 +583,7 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict[str, An
     }
 
 
+@_course_function
 def lstm_backward(da: Any, caches: tuple) -> dict[str, Any]:
     """Gradients of an LSTM over a whole sequence.
 

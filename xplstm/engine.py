@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,18 @@ class Packing:
 
 
 class _Record:
-    """Deep copies copy the arrays and share the backend module ``xp`` (modules do not copy)."""
+    """Deep copies copy the arrays and share the backend module ``xp`` (modules do not copy);
+    pickles store ``xp`` by name, so course caches can be saved with the notebook's state."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["xp"] = state["xp"].__name__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["xp"] = importlib.import_module(state["xp"])
+        self.__dict__.update(state)
 
     def __deepcopy__(self, memo: dict) -> Any:
         fields = {

@@ -68,6 +68,12 @@ def check_same_backend_and_dtype(named: dict[str, Any]) -> Any:
                 f"{name} has dtype {value.dtype} but {first_name} has dtype {first.dtype}; "
                 "pass every array in one dtype (float32 or float64)"
             )
+        if xp is not np and value.device.id != first.device.id:
+            raise TypeError(
+                f"{name} is on GPU {value.device.id} but {first_name} is on GPU "
+                f"{first.device.id}; move every array to one device (cupy.asarray inside "
+                "cupy.cuda.Device(n))"
+            )
     return xp
 
 
