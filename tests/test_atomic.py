@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -129,3 +130,14 @@ def test_write_errors_name_the_target_not_the_temporary(tmp_path, monkeypatch, c
     assert caught.value.filename == str(target)
     assert ".tmp" not in str(caught.value)
     assert caught.value.errno is not None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_rewriting_a_file_keeps_its_permission_bits(tmp_path):
+    """As a plain open() would: a private checkpoint stays private when it is saved again."""
+    target = tmp_path / "private.json"
+    target.write_text("{}")
+    target.chmod(0o600)
+    write_json_atomic(target, {"saved": True})
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert json.loads(target.read_text()) == {"saved": True}

@@ -1,7 +1,8 @@
 """Atomic file writes: every file xplstm writes goes through :func:`write_atomic`.
 
 The content goes to a temporary file in the target's folder, which is flushed, fsynced and given
-the mode a plain ``open`` would give (``0o666`` less the umask), then renamed over the target,
+the mode a plain ``open`` would leave (an existing file's own permission bits, else ``0o666``
+less the umask), then renamed over the target,
 and the folder is fsynced so the rename is durable. A reader sees the old file or the complete
 new one, never a half-written file; a failed write leaves the old file and no temporary behind.
 A path that is a symbolic link is resolved first, so the link stays and its target is replaced.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +60,15 @@ def _resolve(path: str) -> str:
     return target
 
 
+def _mode_for(target: str) -> int:
+    """What a plain ``open(target, "wb")`` leaves: an existing file keeps its permission bits,
+    a new one gets ``0o666`` less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 def _naming(error: OSError, path: str, context: str) -> OSError:
     """``error`` again (same type and errno), naming ``path`` instead of a temporary file."""
     reason = error.strerror or str(error)
@@ -94,8 +105,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        if os.name == "posix":  # mkstemp makes the file 0600; give it the usual mode
-            os.chmod(temporary, 0o666 & ~_UMASK)
+        if os.name == "posix":  # mkstemp makes the file 0600; give it the file's mode
+            os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except BaseException as error:
         try:

@@ -28,6 +28,7 @@ from . import engine
 from .backend import asnumpy
 from .devices import device_scope, select_device
 from .grad_mode import is_grad_enabled
+from .numerics import silent_non_finite
 from .reversal import Reversal
 from .serialization import layer_config, load_layer, save_layer
 from .validation import (
@@ -71,11 +72,6 @@ class _PerThread(threading.local):
         self.record: _ForwardRecord | None = None
         self.broken_backward = False  # the last backward failed after consuming the record
         self.no_grad_forward = False  # the last forward ran under xplstm.no_grad()
-
-
-def _silent_non_finite() -> Any:
-    """NumPy's floating-point warnings off: inf and NaN in the data propagate as in torch."""
-    return np.errstate(invalid="ignore", over="ignore", divide="ignore")
 
 
 # --------------------------------------------------------------------------- the layer
@@ -516,7 +512,7 @@ class LSTM:
         ValueError
             Misshapen inputs or lengths outside ``1..T``.
         """
-        with self._device_scope(), _silent_non_finite():
+        with self._device_scope(), silent_non_finite():
             return self._forward(x, state, lengths)
 
     def _forward(self, x: Any, state: Any, lengths: Any) -> tuple[Any, Any]:
@@ -664,7 +660,7 @@ class LSTM:
         # Consumed from here on: the engine overwrites the saved gates with their gradients.
         local.record = None
         local.broken_backward = True
-        with _silent_non_finite():
+        with silent_non_finite():
             dx, (dh0, dc0), gradients = self._backward_layers(dy, dh_n, dc_n, record)
         with self._grads_lock:  # all of a backward's gradients, or none if it failed
             for name, gradient in gradients:
