@@ -78,14 +78,28 @@ def test_engine_inference_matches_forward_across_chunk_boundaries(monkeypatch):
 def test_backward_after_a_no_grad_forward_says_why():
     model = LSTM(3, 4, seed=0)
     x = _inputs(5, 2, 3, np.float32)
-    y, _ = model(x)
     with xplstm.no_grad():
-        model(x)  # replaces the pending forward: it recorded nothing
+        y, _ = model(x)
     with pytest.raises(RuntimeError, match=r"no_grad\(\).*keeps nothing"):
         model.backward(np.ones_like(y))
     y, _ = model(x)  # recording again outside the block
     dx, _ = model.backward(np.ones_like(y))
     assert dx.shape == x.shape
+
+
+def test_a_no_grad_forward_leaves_the_pending_recorded_forward_alone():
+    """As in torch: evaluating under no_grad between a forward and its backward is harmless."""
+    x, other = _inputs(5, 2, 3, np.float32), _inputs(4, 3, 3, np.float32) + 1
+    reference_model, model = LSTM(3, 4, seed=0), LSTM(3, 4, seed=0)
+    y, _ = reference_model(x)
+    want = reference_model.backward(np.ones_like(y))
+    y, _ = model(x)
+    with xplstm.no_grad():
+        model(other)
+    got = model.backward(np.ones_like(y))
+    np.testing.assert_array_equal(got[0], want[0])
+    for name, gradient in reference_model.grads.items():
+        np.testing.assert_array_equal(model.grads[name], gradient, err_msg=name)
 
 
 def test_no_grad_keeps_no_record_and_leaves_grads_alone():

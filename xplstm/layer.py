@@ -540,10 +540,12 @@ class LSTM:
         h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
         c_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
         local, generation = self._per_thread, self._generation
-        local.record = None  # its buffers are about to be reused
-        local.broken_backward = False
-        # Under xplstm.no_grad() the engine keeps no record and runs a chunk of steps at a time.
+        # Under xplstm.no_grad() the engine keeps no record and runs a chunk of steps at a time
+        # in buffers of its own, so a pending recorded forward stays pending (as in torch).
         recording = is_grad_enabled()
+        if recording:
+            local.record = None  # its buffers are about to be reused
+            local.broken_backward = False
         local.no_grad_forward = not recording
         saved = []
         for layer in range(self.num_layers):
@@ -630,9 +632,9 @@ class LSTM:
         if record is None:
             if local.no_grad_forward:
                 raise RuntimeError(
-                    "backward() after a forward() run under xplstm.no_grad(): inference mode "
-                    "keeps nothing for a backward; run the forward outside no_grad() to "
-                    "backpropagate through it"
+                    "backward() after a forward() run under xplstm.no_grad(), with no recorded "
+                    "forward pending: inference mode keeps nothing for a backward; run the "
+                    "forward outside no_grad() to backpropagate through it"
                 )
             if local.broken_backward:
                 raise RuntimeError(
