@@ -251,3 +251,25 @@ def test_fit_with_mini_batches_of_chunks_matches_the_same_schedule_in_one_proces
     assert_close(np.asarray(history), np.asarray(want), np.float64, ulps=FIT_ULPS)
     for name, value in reference.state_dict().items():
         assert_close(model.state_dict()[name], value, np.float64, name=name, ulps=FIT_ULPS)
+
+
+def test_fit_holds_its_checkpoint_folder_like_train(client, tmp_path):
+    from xplstm.training.run_folder import RunFolder
+
+    model, x, _, _ = problem(5, bidirectional=False)
+    targets = np.zeros((STEPS, BATCH, HIDDEN))
+
+    def run(**options):
+        return xdist.fit(
+            model, da.from_array(x, chunks=(STEPS, 5, INPUTS)),
+            da.from_array(targets, chunks=(STEPS, 5, HIDDEN)), loss=mean_squared_error,
+            optimizer=Adam(dict(model.named_parameters()), lr=0.01), epochs=1, client=client,
+            checkpoint_dir=tmp_path, **options,
+        )  # fmt: skip
+
+    run()
+    with pytest.raises(ValueError, match="already holds a training run"):
+        run()
+    assert len(run(overwrite=True)) == 1  # started over: one epoch, one step of both chunks
+    with RunFolder(tmp_path), pytest.raises(RuntimeError, match="in use by another"):
+        run(resume=True)

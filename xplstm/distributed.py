@@ -11,6 +11,7 @@ Needs the ``dask`` extra: ``pip install "xplstm[dask]"``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import warnings
@@ -32,6 +33,7 @@ from .serialization import (
     training_state_path,
     write_checkpoint,
 )
+from .training.run_folder import RunFolder, claim_for_a_new_run
 from .validation import check_lengths
 
 try:
@@ -359,6 +361,7 @@ def fit(
     seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> list[float]:
     """Synchronous data-parallel training.
 
@@ -391,6 +394,11 @@ def fit(
         end, written atomically and loadable with :meth:`xplstm.LSTM.load`.
     resume : bool
         Continue from ``DIR/last.npz``: parameters, optimizer state and epoch count.
+    overwrite : bool
+        Start over in a ``checkpoint_dir`` that already holds a run (its checkpoints are
+        deleted first); without it (or ``resume``) such a folder is a ``ValueError``. The
+        folder is locked for the whole call, as by ``xplstm train``: a second run using it is
+        a ``RuntimeError``.
 
     Returns
     -------
@@ -409,6 +417,30 @@ def fit(
     directory = None if checkpoint_dir is None else Path(checkpoint_dir)
     if resume and directory is None:
         raise ValueError("resume=True needs a checkpoint_dir")
+    folder = contextlib.nullcontext() if directory is None else RunFolder(directory)
+    with folder:  # held until the run ends, as by xplstm train
+        if directory is not None and not resume:
+            claim_for_a_new_run(directory, overwrite)
+        return _fit(model, x, y, loss, optimizer, epochs, client, batch_axis, chunk_count,
+                    per_step, seed, directory, resume)  # fmt: skip
+
+
+def _fit(
+    model: LSTM,
+    x: Any,
+    y: Any,
+    loss: Any,
+    optimizer: Any,
+    epochs: int,
+    client: Any,
+    batch_axis: int,
+    chunk_count: int,
+    per_step: int,
+    seed: int,
+    directory: Path | None,
+    resume: bool,
+) -> list[float]:
+    """:func:`fit` once the checkpoint folder is held."""
     done = 0
     last = None if directory is None else directory / LAST_CHECKPOINT
     if resume and last is not None and training_state_path(last).exists():
@@ -416,8 +448,6 @@ def fit(
         model.load_state_dict(saved.state_dict())
         load_optimizer_state(optimizer, state)
         done = int(state[EPOCH_KEY])
-    if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
 
     def checkpoint(name: str, epoch: int) -> None:
         assert directory is not None

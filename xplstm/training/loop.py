@@ -34,7 +34,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .data import generator_from_array, generator_to_array
 from .device import resolve_device
 from .optim import Adam
-from .run_folder import RunFolder, checkpoint_files
+from .run_folder import RunFolder, claim_for_a_new_run
 from .tasks import DigitsTask, TextTask, make_task
 
 __all__ = ["FINAL_CHECKPOINT", "LAST_CHECKPOINT", "Trainer", "TrainingResult", "train"]
@@ -402,20 +402,8 @@ def train(
     folder = nullcontext() if checkpoint_dir is None else RunFolder(checkpoint_dir)
     with folder:  # held until the run ends: no other run can touch its files meanwhile
         if checkpoint_dir is not None and not resume:
-            _claim_for_a_new_run(Path(checkpoint_dir), overwrite)
+            claim_for_a_new_run(Path(checkpoint_dir), overwrite)
         return _train(settings, device, checkpoint_dir, checkpoint_every, resume, progress, log)
-
-
-def _claim_for_a_new_run(folder: Path, overwrite: bool) -> None:
-    """Refuse a folder holding a run unless ``overwrite``; then delete that run's checkpoints."""
-    existing = checkpoint_files(folder)
-    if existing and not overwrite:
-        raise ValueError(
-            f"{folder} already holds a training run ({existing[0].name}); continue it with "
-            "--resume (resume=True) or start over with --overwrite (overwrite=True)"
-        )
-    for path in existing:  # so that a crash before the first checkpoint cannot resume them
-        path.unlink()
 
 
 def _train(

@@ -22,7 +22,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "RunFolder", "checkpoint_files"]
+__all__ = ["LOCK_NAME", "RunFolder", "checkpoint_files", "claim_for_a_new_run"]
 
 LOCK_NAME = ".xplstm-run.lock"
 
@@ -86,3 +86,15 @@ class RunFolder:
         if self._handle is not None:
             self._handle.close()  # closing releases the lock
             self._handle = None
+
+
+def claim_for_a_new_run(folder: Path, overwrite: bool) -> None:
+    """Refuse a folder holding a run unless ``overwrite``; then delete that run's checkpoints."""
+    existing = checkpoint_files(folder)
+    if existing and not overwrite:
+        raise ValueError(
+            f"{folder} already holds a training run ({existing[0].name}); continue it with "
+            "--resume (resume=True) or start over with --overwrite (overwrite=True)"
+        )
+    for path in existing:  # so that a crash before the first checkpoint cannot resume them
+        path.unlink()
