@@ -159,9 +159,9 @@ def test_a_planning_mistake_fails(monkeypatch, mistake):
     arrays = problem(np.random.default_rng(5), batch=4, hidden=3)
     expected = run(np, arrays, None)
     if mistake == "leading dimension":  # lda of W_hh one too large
-        _corrupted(monkeypatch, "times_transposed", lambda a: (*a[:8], a[8] + 1, *a[9:]))
+        _corrupted(monkeypatch, "product_transposed", lambda a: (*a[:8], a[8] + 1, *a[9:]))
     elif mistake == "transpose flag":  # W_hh taken untransposed
-        _corrupted(monkeypatch, "times_transposed", lambda a: (a[0], plan.OP_N, *a[2:]))
+        _corrupted(monkeypatch, "product_transposed", lambda a: (a[0], plan.OP_N, *a[2:]))
     elif mistake == "element count":  # the grid-stride loop stops one element short
         size = plan.LSTMPlan._size
         monkeypatch.setattr(plan.LSTMPlan, "_size", lambda self, rows: size(self, rows) - 1)

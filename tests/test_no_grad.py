@@ -189,5 +189,10 @@ def test_no_grad_on_cupy_arrays_is_bitwise_and_keeps_nothing(monkeypatch):
     assert isinstance(y_infer, cupy.ndarray)
     for actual, expected in ((y_infer, y), (h_infer, h_n), (c_infer, c_n)):
         _assert_bitwise(actual, expected)
-    with pytest.raises(RuntimeError, match=r"no_grad\(\)"):
+    # the recorded forward before the block is still pending, as in torch
+    dx, _ = model.backward(cupy.ones_like(y))
+    assert isinstance(dx, cupy.ndarray) and dx.shape == x.shape
+    with xplstm.no_grad():
+        model(x)
+    with pytest.raises(RuntimeError, match=r"no_grad\(\).*no recorded forward pending"):
         model.backward(cupy.ones_like(y))

@@ -84,9 +84,9 @@ def raw_kernels(cell: str, dtype: Any) -> dict[str, Any]:
     return kernels
 
 
-def _pointer(array: Any) -> np.uint64:
-    """A device pointer as a kernel argument (an 8-byte value, like ``T*``)."""
-    return np.uint64(array.data.ptr)
+def _row_bytes(array: Any, width: int) -> int:
+    """Bytes per step of a C-contiguous ``(T, m, width)`` array."""
+    return array.shape[1] * width * array.dtype.itemsize
 
 
 def _grid(size: int) -> tuple[int]:
@@ -123,21 +123,21 @@ class _Blas:
 
     def times_transposed(self, c: Any, a: Any, b: Any) -> tuple:
         """Arguments of ``c = a @ b.T``: ``a (m, k)``, ``b (n, k)``, ``c (m, n)`` row-major."""
-        m, k = a.shape
-        n = b.shape[0]
-        return (
-            self.handle, OP_T, OP_N, n, m, k,
-            self.one, b.data.ptr, k, a.data.ptr, k, self.zero, c.data.ptr, n,
-        )  # fmt: skip
+        (m, k), n = a.shape, b.shape[0]
+        return self.product_transposed(c.data.ptr, a.data.ptr, b.data.ptr, m, n, k)
 
     def times(self, c: Any, a: Any, b: Any) -> tuple:
         """Arguments of ``c = a @ b``: ``a (m, k)``, ``b (k, n)``, ``c (m, n)`` row-major."""
-        m, k = a.shape
-        n = b.shape[1]
-        return (
-            self.handle, OP_N, OP_N, n, m, k,
-            self.one, b.data.ptr, n, a.data.ptr, k, self.zero, c.data.ptr, n,
-        )  # fmt: skip
+        (m, k), n = a.shape, b.shape[1]
+        return self.product(c.data.ptr, a.data.ptr, b.data.ptr, m, n, k)
+
+    def product_transposed(self, c: int, a: int, b: int, m: int, n: int, k: int) -> tuple:
+        """:meth:`times_transposed` from device pointers to C-contiguous operands."""
+        return (self.handle, OP_T, OP_N, n, m, k, self.one, b, k, a, k, self.zero, c, n)
+
+    def product(self, c: int, a: int, b: int, m: int, n: int, k: int) -> tuple:
+        """:meth:`times` from device pointers to C-contiguous operands."""
+        return (self.handle, OP_N, OP_N, n, m, k, self.one, b, n, a, k, self.zero, c, n)
 
 
 class LSTMPlan:
@@ -231,18 +231,26 @@ class LSTMPlan:
         scratch; ``w_hh (4H, H)``; ``h0, c0 (m, H)``; ``c, h (T, m, H)`` written. All
         C-contiguous. Step ``t`` covers the first ``active[t]`` rows (a packed batch).
         """
+        # Pointers by arithmetic, not by CuPy views: planning stays a few Python operations
+        # per step (each view costs about a microsecond of host time).
+        hidden, width = int(self.hidden), 4 * int(self.hidden)
+        cell_bytes, gate_bytes = _row_bytes(c, hidden), _row_bytes(gates, width)
+        gate_base, c_base, h_base = gates.data.ptr, c.data.ptr, h.data.ptr
+        rec, weights = recurrent.data.ptr, w_hh.data.ptr
+        product, hidden_arg = self.blas.product_transposed, self.hidden
         steps = []
-        h_prev, c_prev = h0, c0
+        h_prev, c_prev = h0.data.ptr, c0.data.ptr
         for t, rows in enumerate(active):
             if not rows:
                 break
-            gemm_args = self.blas.times_transposed(recurrent[:rows], h_prev[:rows], w_hh)
+            c_t, h_t = c_base + t * cell_bytes, h_base + t * cell_bytes
+            gate_t = gate_base + t * gate_bytes
             kernel_args = (
-                _pointer(recurrent), _pointer(c_prev), self.hidden,
-                _pointer(gates[t]), _pointer(c[t]), _pointer(h[t]), self._size(rows),
+                np.uint64(rec), np.uint64(c_prev), hidden_arg, np.uint64(gate_t),
+                np.uint64(c_t), np.uint64(h_t), self._size(rows),
             )  # fmt: skip
-            steps.append((gemm_args, kernel_args))
-            h_prev, c_prev = h[t], c[t]
+            steps.append((product(rec, h_prev, weights, rows, width, hidden), kernel_args))
+            h_prev, c_prev = h_t, c_t
         self._run(steps, self.kernels["forward"], gemm_first=True)
 
     def backward(
@@ -262,17 +270,24 @@ class LSTMPlan:
         ``entries`` maps a step to ``(rows, dh_n or dc_n, dh or dc)`` gradients entering there
         (variable lengths); such steps run outside the plan around CuPy's indexed adds.
         """
+        hidden, width = int(self.hidden), 4 * int(self.hidden)
+        cell_bytes, gate_bytes = _row_bytes(c, hidden), _row_bytes(gates, width)
+        gate_base, c_base, dy_base = gates.data.ptr, c.data.ptr, dy.data.ptr
+        dh_ptr, dc_ptr, weights = dh.data.ptr, dc.data.ptr, w_hh.data.ptr
+        product, hidden_arg = self.blas.product, self.hidden
         ordered = []
         for t in range(gates.shape[0] - 1, -1, -1):
             rows = active[t]
             if not rows:
                 continue
-            c_prev = c[t - 1] if t > 0 else c0
+            c_prev = c_base + (t - 1) * cell_bytes if t > 0 else c0.data.ptr
+            gate_t = gate_base + t * gate_bytes
             kernel_args = (
-                _pointer(dy[t]), _pointer(dh), _pointer(c_prev), _pointer(c[t]), self.hidden,
-                _pointer(gates[t]), _pointer(dc), self._size(rows),
+                np.uint64(dy_base + t * cell_bytes), np.uint64(dh_ptr), np.uint64(c_prev),
+                np.uint64(c_base + t * cell_bytes), hidden_arg, np.uint64(gate_t),
+                np.uint64(dc_ptr), self._size(rows),
             )  # fmt: skip
-            gemm_args = self.blas.times(dh[:rows], gates[t, :rows], w_hh)
+            gemm_args = product(dh_ptr, gate_t, weights, rows, hidden, width)
             ordered.append((t, (gemm_args, kernel_args)))
         kernel = self.kernels["backward"]
         pending: list[tuple[tuple, tuple]] = []
