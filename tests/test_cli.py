@@ -196,8 +196,16 @@ def test_train_then_sample(capsys, tmp_path, text_file):
 def test_info_lists_versions_and_backends(capsys):
     status, out, _ = run_cli(capsys, "info")
     assert status == 0
-    for label in ("xplstm:", "NumPy:", "BLAS:", "CuPy:", "CUDA kernel sources:"):
+    for label in ("xplstm:", "CPU:", "NumPy:", "BLAS:", "CuPy:", "CUDA kernel sources:"):
         assert label in out
+    assert "pointwise steps: NumPy twin of kernels/*.cuh on the CPU" in out
+
+
+def test_info_names_the_gpu_loop_and_fused_switch(capsys, monkeypatch):
+    monkeypatch.setenv("XPLSTM_GPU_LOOP", "graph")
+    monkeypatch.setenv("XPLSTM_FUSED", "0")
+    _, out, _ = run_cli(capsys, "info")
+    assert "unfused CuPy ufuncs on CuPy (XPLSTM_GPU_LOOP: graph)" in out
 
 
 def test_bench_is_dispatched_with_its_arguments(capsys, monkeypatch):

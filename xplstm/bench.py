@@ -33,6 +33,7 @@ from .atomic import write_json_atomic
 from .backend import asnumpy
 from .layer import LSTM
 from .numerics import sigmoid
+from .training.device import cpu_model, pointwise_paths
 
 __all__ = ["main", "measure_inference_memory", "measure_memory", "run"]
 
@@ -521,7 +522,8 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
         f"xplstm {__version__}, numpy {np.__version__}, {_torch_version()}, "
         f"python {platform.python_version()}, {platform.machine()} with {os.cpu_count()} CPUs, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"BLAS: {_blas_description()}; threads={args.threads}",
+        f"CPU: {cpu_model()}; BLAS: {_blas_description()}; threads={args.threads}",
+        *pointwise_paths(),
     ]
     if os.environ.get("OPENBLAS_CORETYPE"):
         header.append(

@@ -113,6 +113,36 @@ def _kernel_lines() -> list[str]:
     return [f"CUDA kernel sources: {directory}"]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def pointwise_paths() -> list[str]:
+    """Which implementation runs the pointwise cell steps on each backend, and the GPU loop."""
+    from ..cells import fused_enabled
+    from ..cuda.plan import gpu_loop
+
+    gpu = "fused CUDA kernels" if fused_enabled() else "unfused CuPy ufuncs"
+    try:
+        loop = gpu_loop()
+    except ValueError as error:
+        loop = f"invalid ({error})"
+    return [
+        "pointwise steps: NumPy twin of kernels/*.cuh on the CPU; "
+        f"{gpu} on CuPy (XPLSTM_GPU_LOOP: {loop})"
+    ]
+
+
 def environment_report() -> list[str]:
     """Lines describing versions and backends, for ``xplstm info``."""
     import platform
@@ -122,8 +152,10 @@ def environment_report() -> list[str]:
     lines = [
         f"xplstm: {__version__}",
         f"Python: {platform.python_version()} ({platform.python_implementation()})",
+        f"CPU: {cpu_model()}",
         f"NumPy: {np.__version__}",
         *_blas_lines(),
+        *pointwise_paths(),
         *_cupy_lines(),
         *_kernel_lines(),
     ]
