@@ -91,10 +91,12 @@ def _header_order(spec):
 def test_specs_reject_other_dtypes_and_cells():
     with pytest.raises(TypeError, match=r"float32 and float64, got float16.*fused=False"):
         kernel_specs("lstm", np.float16)
-    with pytest.raises(ValueError, match=r"cell must be one of \('lstm', 'rnn'\), got 'gru'"):
-        kernel_specs("gru", np.float32)
+    with pytest.raises(
+        ValueError, match=r"cell must be one of \('lstm', 'rnn', 'gru'\), got 'mgu'"
+    ):
+        kernel_specs("mgu", np.float32)
     with pytest.raises(ValueError, match="cell must be one of"):
-        kernel_preamble("gru")
+        kernel_preamble("mgu")
 
 
 def test_missing_sources_give_a_clear_error(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""xplstm: exact, fast LSTM and RNN on NumPy or CuPy arrays.
+"""xplstm: exact, fast LSTM, GRU and RNN on NumPy or CuPy arrays.
 
 The backend follows the arrays: NumPy arrays run on the CPU, CuPy arrays on the GPU.
 """
@@ -15,12 +15,14 @@ from .course import (
     rnn_forward,
 )
 from .grad_mode import is_grad_enabled, no_grad
+from .gru import GRU
 from .layer import LSTM
 from .numerics import sigmoid, softmax
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU",
     "LSTM",
     "__version__",
     "asnumpy",

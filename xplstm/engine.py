@@ -1,4 +1,4 @@
-"""The sequence engine: whole-sequence LSTM and tanh-RNN forward and backward.
+"""The sequence engine: whole-sequence LSTM, GRU and tanh-RNN forward and backward.
 
 Layout: time-major ``(T, m, features)``; LSTM gates stacked in torch order ``(i, f, g, o)``;
 weights applied as ``x @ W_ih.T`` and ``h @ W_hh.T`` so torch and cuDNN weights load unchanged.
@@ -31,8 +31,11 @@ from .cells import fused_enabled, make_cell
 from .workspace import Workspace, allocate
 
 __all__ = [
+    "GRUSaved",
     "LSTMSaved",
     "RNNSaved",
+    "gru_backward",
+    "gru_forward",
     "lstm_backward",
     "lstm_forward",
     "lstm_inference",
@@ -278,6 +281,14 @@ def _weight_gradients(
     ``dpre`` is ``(T, m, G)``; returns ``dx (T, m, n_in)``, ``dw_ih (G, n_in)``, ``dw_hh (G, H)``,
     ``db (G,)``.
     """
+    dx, dw_ih, db = _input_gradients(dpre, x_ones, w_ih, xp)
+    return dx, dw_ih, _recurrent_weight_gradient(dpre, h, h0, xp), db
+
+
+def _input_gradients(dpre: Any, x_ones: Any, w_ih: Any, xp: Any) -> tuple[Any, Any, Any]:
+    """``dx (T, m, n_in)``, ``dw_ih (G, n_in)`` and the input bias's ``db (G,)`` from the
+    input projection's gradients ``dpre`` ``(T, m, G)``, as two GEMMs (the ones column of
+    ``x_ones`` yields ``db``)."""
     steps, batch, width = dpre.shape
     n_in = x_ones.shape[2] - 1
     flat = dpre.reshape(steps * batch, width)
@@ -285,6 +296,13 @@ def _weight_gradients(
     dw_ih_and_bias = xp.matmul(flat.T, x_ones.reshape(steps * batch, n_in + 1))
     dw_ih = xp.ascontiguousarray(dw_ih_and_bias[:, :n_in])
     db = dw_ih_and_bias[:, n_in].copy()
+    return dx, dw_ih, db
+
+
+def _recurrent_weight_gradient(dpre: Any, h: Any, h0: Any, xp: Any) -> Any:
+    """``dW_hh (G, H)``: the sum over steps of ``dpre[t].T @ h[t - 1]`` (``h0`` before step 0),
+    as two GEMMs; ``dpre`` ``(T, m, G)`` are the gradients of the recurrent products."""
+    steps, batch, width = dpre.shape
     hidden = h.shape[2]
     dw_hh = xp.matmul(dpre[0].T, h0)
     if steps > 1:
@@ -292,7 +310,7 @@ def _weight_gradients(
             dpre[1:].reshape((steps - 1) * batch, width).T,
             h[:-1].reshape((steps - 1) * batch, hidden),
         )
-    return dx, dw_ih, dw_hh, db
+    return dw_hh
 
 
 def _final_gradient_schedule(final: Any, lengths: np.ndarray | None, xp: Any) -> dict[int, Any]:
@@ -667,3 +685,197 @@ def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, An
         xp.matmul(dpre[t], saved.w_hh, out=dh)
     dx, dw_ih, dw_hh, dbias = _weight_gradients(dpre, saved.x_ones, h, saved.h0, saved.w_ih, xp)
     return dx, dh, dw_ih, dw_hh, dbias
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+@dataclass
+class GRUSaved(_Record):
+    """What :func:`gru_forward` keeps for :func:`gru_backward`.
+
+    ``x_ones`` ``(T, m, n_in + 1)`` is the input with a column of ones (see :func:`with_ones`);
+    ``gates`` ``(T, m, 3H)`` holds the activated gates ``(r, z, n)`` and is overwritten by the
+    backward pass with the input-side gate gradients; ``hidden_n`` ``(T, m, H)`` is
+    ``W_hn h_{t-1} + b_hn``; ``h`` is ``(T, m, H)``; ``bias_hh`` ``(3H,)`` (zeros without bias) and
+    ``h0`` ``(m, H)`` are C-contiguous; ``xp`` is the backend of every array here.
+    """
+
+    x_ones: Any
+    w_ih: Any
+    w_hh: Any
+    bias_hh: Any
+    h0: Any
+    gates: Any
+    hidden_n: Any
+    h: Any
+    lengths: np.ndarray | None
+    fused: bool | None
+    xp: Any
+    packing: Packing | None = None
+
+
+def _check_gru_loop(gpu_loop: str | None) -> None:
+    if gpu_loop not in (None, "cupy"):
+        raise ValueError(
+            f"gpu_loop must be 'cupy' (or None) for the GRU, got {gpu_loop!r}: the planned "
+            "'plan' and 'graph' loops exist for the LSTM only"
+        )
+
+
+def gru_forward(
+    x: Any,
+    w_ih: Any,
+    w_hh: Any,
+    b_ih: Any = None,
+    b_hh: Any = None,
+    h0: Any = None,
+    *,
+    lengths: np.ndarray | None = None,
+    fused: bool | None = None,
+    workspace: Workspace | None = None,
+    xp: Any = None,
+    gpu_loop: str | None = None,
+) -> tuple[Any, Any, GRUSaved]:
+    """Run a GRU (``torch.nn.GRU``'s equations, gates ``(r, z, n)``) over a whole sequence.
+
+    Per step ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` and ``h' = (1 - z) n + z h``.
+    The input projection (with ``b_ih``) is one GEMM per :func:`projection_chunk` steps; each
+    step is one recurrent GEMM ``h @ W_hh.T`` (its bias ``b_hh`` is added by the cell, inside
+    ``r * (...)`` for the n gate) and one cell step.
+
+    Parameters
+    ----------
+    x : ndarray, (T, m, n_in)
+    w_ih : ndarray, (3H, n_in)
+    w_hh : ndarray, (3H, H)
+    b_ih, b_hh : ndarray, (3H,), optional
+        Input and recurrent biases (zeros when ``None``); kept apart, unlike the LSTM's sum.
+    h0 : ndarray, (m, H), optional
+        Initial state (zeros when ``None``).
+    lengths : ndarray of int, (m,), optional
+        Steps per sequence, each in ``0..T`` (host NumPy array, already validated); packed as
+        :class:`Packing` describes.
+    fused : bool, optional
+        CuPy only: fused CUDA kernels or separate ufuncs.
+    workspace : Workspace, optional
+        Take the large buffers from here; new arrays when ``None``.
+    xp : module, optional
+        ``numpy`` or ``cupy``; found from the arrays when ``None``.
+    gpu_loop : {"cupy"}, optional
+        Only the plain loop exists for the GRU; ``"plan"`` or ``"graph"`` is a ``ValueError``
+        (the ``XPLSTM_GPU_LOOP`` setting applies to the LSTM only).
+
+    Returns
+    -------
+    h : ndarray, (T, m, H)
+        Outputs (zero past each length); kept in ``saved`` (read-only until the backward).
+    h_n : ndarray, (m, H)
+        Final state, at each sequence's last valid step.
+    saved : GRUSaved
+    """
+    _check_gru_loop(gpu_loop)
+    if xp is None:
+        xp = get_array_module(x, w_ih, w_hh, b_ih, b_hh, h0)
+    steps, batch, _ = x.shape
+    hidden = w_hh.shape[1]
+    dtype = x.dtype
+    packing = None
+    active = (batch,) * steps
+    if lengths is not None:
+        packing = Packing.of(lengths, steps)
+        x, h0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp)
+        lengths, active = packing.lengths, packing.active
+    x_ones = with_ones(x, lengths, workspace, xp=xp)
+    h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
+    bias_hh = _zeros_or(b_hh, (3 * hidden,), dtype, xp)
+
+    gates = _input_projection(x_ones, w_ih, b_ih, xp, workspace)
+    hidden_n = allocate(workspace, "hidden_n", (steps, batch, hidden), dtype, xp)
+    h = allocate(workspace, "h", (steps, batch, hidden), dtype, xp)
+    recurrent = allocate(workspace, "recurrent", (batch, 3 * hidden), dtype, xp)
+    cell = make_cell("gru", xp, dtype, batch, hidden, fused=fused)
+    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    h_prev = h0
+    for t, rows in enumerate(active):
+        if not rows:
+            break  # every sequence has ended
+        xp.matmul(h_prev[:rows], w_hh_t, out=recurrent[:rows])
+        cell.forward(gates[t, :rows], recurrent[:rows], bias_hh, h_prev[:rows],
+                     hidden_n[t, :rows], h[t, :rows])  # fmt: skip
+        h_prev = h[t]
+
+    h_n = _at_last_step(h, lengths, xp)
+    output = h
+    if packing is not None:
+        h[xp.asarray(~_valid_steps(packing.lengths, steps))] = 0
+        output, h_n = packing.unpack(h, xp, axis=1), packing.unpack(h_n, xp)
+    saved = GRUSaved(
+        x_ones, w_ih, w_hh, bias_hh, h0, gates, hidden_n, h, lengths, fused, xp, packing
+    )
+    return output, h_n, saved
+
+
+def gru_backward(dy: Any, dh_n: Any, saved: GRUSaved) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """Backpropagate through :func:`gru_forward`; consumes ``saved`` (its gates are overwritten).
+
+    Per step one cell step and one GEMM ``drecurrent @ W_hh`` for the carried ``dh``; the
+    input-side gradients (``dx``, ``dW_ih``, ``db_ih``) come from the gates' gradients and the
+    recurrent-side ones (``dW_hh``, ``db_hh``) from the recurrent products' gradients, which
+    differ for the n gate (by the factor ``r``), each as large GEMMs after the loop.
+
+    Parameters
+    ----------
+    dy : ndarray, (T, m, H), optional
+        Gradient with respect to the outputs (``None`` for zeros); steps past a length are
+        ignored.
+    dh_n : ndarray, (m, H), optional
+        Gradient with respect to the final state (``None`` for zeros).
+    saved : GRUSaved
+
+    Returns
+    -------
+    dx : ndarray, (T, m, n_in)
+    dh0 : ndarray, (m, H)
+    dw_ih : ndarray, (3H, n_in)
+    dw_hh : ndarray, (3H, H)
+    db_ih, db_hh : ndarray, (3H,)
+    """
+    gates, h, lengths, xp = saved.gates, saved.h, saved.lengths, saved.xp
+    steps, batch, hidden = h.shape
+    dtype = h.dtype
+    packing, active = saved.packing, (batch,) * steps
+    if packing is not None:
+        dy, dh_n, active = packing.rows(dy, xp, axis=1), packing.rows(dh_n, xp), packing.active
+    dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
+    dh = xp.zeros((batch, hidden), dtype=dtype)
+    if lengths is None and dh_n is not None:
+        dh[...] = dh_n
+    entries = _final_gradient_schedule(dh_n, lengths, xp)
+    drecurrent = xp.empty((steps, batch, 3 * hidden), dtype=dtype)
+    through_recurrent = xp.empty((batch, hidden), dtype=dtype)
+    cell = make_cell("gru", xp, dtype, batch, hidden, fused=saved.fused)
+    w_hh = saved.w_hh
+    for t in range(steps - 1, -1, -1):
+        rows = active[t]
+        if not rows:
+            continue
+        if t in entries:
+            dh[entries[t]] += dh_n[entries[t]]
+        h_prev = h[t - 1] if t > 0 else saved.h0
+        cell.backward(gates[t, :rows], drecurrent[t, :rows], dy[t, :rows], dh[:rows],
+                      h_prev[:rows], saved.hidden_n[t, :rows])  # fmt: skip
+        xp.matmul(drecurrent[t, :rows], w_hh, out=through_recurrent[:rows])
+        dh[:rows] += through_recurrent[:rows]
+
+    if packing is not None:
+        # The rows that did not run hold forward values or nothing: their gradients are zero.
+        invalid = xp.asarray(~_valid_steps(packing.lengths, steps))
+        gates[invalid] = 0
+        drecurrent[invalid] = 0
+    dx, dw_ih, db_ih = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
+    dw_hh = _recurrent_weight_gradient(drecurrent, h, saved.h0, xp)
+    db_hh = drecurrent.reshape(steps * batch, 3 * hidden).sum(axis=0)
+    if packing is not None:
+        dx, dh = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh

@@ -1,83 +1,29 @@
 """``xplstm.LSTM``: a stacked, optionally bidirectional LSTM layer shaped like ``torch.nn.LSTM``.
 
-The layer is an adapter over :mod:`xplstm.engine`: it checks and converts its inputs, moves
-``batch_first`` data to the engine's time-major layout, runs the engine once per layer and
-direction, and gathers the results into torch's shapes. Parameters carry torch's names and
-shapes, so ``model.load_state_dict({k: v.numpy() for k, v in torch_lstm.state_dict().items()})``
+The layer is an adapter over :mod:`xplstm.engine` (the shared orchestration, checks, files and
+per-thread state live in :class:`xplstm.recurrent.RecurrentLayer`): per layer and direction it
+runs :func:`xplstm.engine.lstm_forward` (:func:`xplstm.engine.lstm_inference` under
+``no_grad``) and :func:`xplstm.engine.lstm_backward`. Parameters carry torch's names and shapes,
+so ``model.load_state_dict({k: v.numpy() for k, v in torch_lstm.state_dict().items()})``
 reproduces a torch model.
-
-The reverse direction reverses each sequence within its length with one gather (step ``t`` of
-sequence ``b`` comes from step ``L_b - 1 - t`` while ``t < L_b`` and stays in place otherwise; the
-map is its own inverse), runs the engine forward with the same lengths, and reverses the outputs
-back. Stacked layers take the concatenated outputs of both directions.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from . import engine
-from .backend import asnumpy
-from .devices import device_scope, select_device
-from .grad_mode import is_grad_enabled
-from .numerics import silent_non_finite
-from .reversal import Reversal
-from .serialization import layer_config, load_layer, save_layer
-from .validation import (
-    check_device_array,
-    check_dtype,
-    check_flag,
-    check_lengths,
-    check_seed,
-    check_size,
-    check_state_pair,
-    import_array,
-)
+from .recurrent import RecurrentLayer
+from .serialization import LAYER_FORMAT
+from .validation import check_state_pair
 from .workspace import Workspace
 
 __all__ = ["LSTM"]
 
-# --------------------------------------------------------------------------- forward record
 
-
-@dataclass
-class _ForwardRecord:
-    """What :meth:`LSTM.forward` keeps for :meth:`LSTM.backward`."""
-
-    saved: list[Any]  # engine.LSTMSaved per (layer, direction), row order of h_n; None once used
-    reversal: Reversal  # used by the reverse direction only
-    output_shape: tuple[int, ...]
-    batch: int
-    generation: int  # LSTM._generation when it ran: a load_state_dict since makes it stale
-
-
-class _PerThread(threading.local):
-    """What one thread's calls of one layer keep between calls (``threading.local``).
-
-    Each thread has its own forward buffers and its own pending forward, so concurrent calls
-    never share a buffer and a backward never picks up another thread's forward.
-    """
-
-    def __init__(self) -> None:
-        # One per (layer, direction): the engine's large forward buffers, reused every forward.
-        self.workspaces: dict[int, Workspace] = {}
-        self.record: _ForwardRecord | None = None
-        self.broken_backward = False  # the last backward failed after consuming the record
-        self.no_grad_forward = False  # the last forward ran under xplstm.no_grad()
-
-
-# --------------------------------------------------------------------------- the layer
-
-
-class LSTM:
+class LSTM(RecurrentLayer):
     """A multi-layer LSTM over NumPy (CPU) or CuPy (GPU) arrays, shaped like ``torch.nn.LSTM``.
 
     Each layer computes, per step and direction, with gates stacked in torch order (i, f, g, o)::
@@ -154,585 +100,46 @@ class LSTM:
     >>> dx, (dh0, dc0) = model.backward(np.ones_like(y))
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        *,
-        bias: bool = True,
-        batch_first: bool = False,
-        bidirectional: bool = False,
-        dtype: Any = "float32",
-        device: str = "cpu",
-        seed: Any = None,
-    ) -> None:
-        self._configure(
-            input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device
-        )
-        rng = check_seed(seed)
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        with self._device_scope():
-            for name, shape in self._parameter_shapes().items():
-                values = rng.uniform(-bound, bound, size=shape)
-                self._parameters[name] = self._placement.xp.asarray(values, dtype=self.dtype)
-        self.zero_grad()
+    _GATES = 4
+    _FORMAT = LAYER_FORMAT
+    _STATE_MEMBERS = ("h", "c")
 
-    def _configure(
-        self,
-        input_size: Any,
-        hidden_size: Any,
-        num_layers: Any,
-        bias: Any,
-        batch_first: Any,
-        bidirectional: Any,
-        dtype: Any,
-        device: Any,
-    ) -> None:
-        """Check and store the configuration; parameters and grads are left empty."""
-        self.input_size = check_size("input_size", input_size)
-        self.hidden_size = check_size("hidden_size", hidden_size)
-        self.num_layers = check_size("num_layers", num_layers)
-        self.bias = check_flag("bias", bias)
-        self.batch_first = check_flag("batch_first", batch_first)
-        self.bidirectional = check_flag("bidirectional", bidirectional)
-        self.dtype = check_dtype(dtype)
-        self._placement = select_device(device)
-        self.device = self._placement.name
-        self._parameters: dict[str, Any] = {}
-        self.grads: dict[str, Any] = {}
-        self._per_thread = _PerThread()
-        self._generation = 0  # load_state_dict counts up: pending forwards of older ones are stale
-        self._grads_lock = threading.Lock()  # backward adds to grads under it
-
-    @classmethod
-    def _uninitialized(cls, config: Mapping[str, Any], device: str) -> LSTM:
-        """A layer with ``config`` whose parameters are allocated but not initialized."""
-        model = cls.__new__(cls)
-        model._configure(**config, device=device)
-        with model._device_scope():
-            for name, shape in model._parameter_shapes().items():
-                model._parameters[name] = model._placement.xp.zeros(shape, dtype=model.dtype)
-        model.zero_grad()
-        return model
-
-    @classmethod
-    def _shapes_in_file(cls, config: Mapping[str, Any], members: int) -> dict[str, tuple[int, ...]]:
-        """The parameter shapes a checkpoint's ``config`` describes, allocating nothing.
-
-        Raises ``TypeError``/``ValueError`` if ``config`` is invalid or describes far more
-        parameters than the file's ``members`` (checked before the shapes are listed, so a
-        huge ``num_layers`` costs nothing; the caller names any smaller disagreement).
-        """
-        model = cls.__new__(cls)
-        model._configure(**config, device="cpu")
-        count = model.num_layers * model.num_directions * (4 if model.bias else 2)
-        if count > 2 * members + 8:
-            raise ValueError(
-                f"its configuration describes {count} parameters, the file holds {members}"
-            )
-        return model._parameter_shapes()
-
-    def _config(self) -> dict[str, Any]:
-        return layer_config(self)
-
-    # ----------------------------------------------------------------------- parameters
-
-    @property
-    def num_directions(self) -> int:
-        """``D``: 2 when bidirectional, else 1."""
-        return 2 if self.bidirectional else 1
-
-    @property
-    def xp(self) -> ModuleType:
-        """The array module of the layer's device: ``numpy`` or ``cupy``."""
-        return self._placement.xp
-
-    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
-        suffix = f"l{layer}" + ("_reverse" if direction == 1 else "")
-        return (
-            f"weight_ih_{suffix}",
-            f"weight_hh_{suffix}",
-            f"bias_ih_{suffix}",
-            f"bias_hh_{suffix}",
-        )
-
-    def _parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Parameter names and shapes in torch's order."""
-        gates, hidden = 4 * self.hidden_size, self.hidden_size
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in range(self.num_layers):
-            width = self.input_size if layer == 0 else hidden * self.num_directions
-            for direction in range(self.num_directions):
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
-                shapes[w_ih] = (gates, width)
-                shapes[w_hh] = (gates, hidden)
-                if self.bias:
-                    shapes[b_ih] = (gates,)
-                    shapes[b_hh] = (gates,)
-        return shapes
-
-    def __getattr__(self, name: str) -> Any:
-        parameters = self.__dict__.get("_parameters")
-        if parameters is not None and name in parameters:
-            return parameters[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__.get("_parameters", ()):
-            raise AttributeError(
-                f"cannot assign parameter {name!r}: update it in place "
-                f"(model.{name}[...] = value) or use load_state_dict"
-            )
-        super().__setattr__(name, value)
-
-    def named_parameters(self) -> list[tuple[str, Any]]:
-        """``(name, array)`` for every parameter, in torch's order; the live arrays."""
-        return list(self._parameters.items())
-
-    def parameters(self) -> list[Any]:
-        """Every parameter array, in torch's order; the live arrays."""
-        return list(self._parameters.values())
-
-    def state_dict(self) -> dict[str, Any]:
-        """Copies of the parameters, keyed and ordered as ``torch.nn.LSTM.state_dict()``.
-
-        Returns
-        -------
-        dict of str to ndarray
-            ``weight_ih_l{k}[_reverse]`` ``(4H, in_k)``, ``weight_hh_l{k}[_reverse]`` ``(4H, H)``
-            and, with ``bias``, ``bias_ih_l{k}[_reverse]``, ``bias_hh_l{k}[_reverse]`` ``(4H,)``;
-            ``in_0 = input_size``, ``in_k = D * H`` for ``k > 0``. On the layer's device.
-        """
-        with self._device_scope():
-            return {name: array.copy() for name, array in self._parameters.items()}
-
-    def _import_array(self, name: str, value: Any) -> Any:
-        """Any array (NumPy, CuPy on any device, array-like) as a layer array; may not copy."""
-        return import_array(name, value, self._placement, self.dtype)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Copy parameters in from ``state_dict``, converting them to the layer's dtype and device.
-
-        Parameters
-        ----------
-        state_dict : mapping of str to array
-            Exactly the keys of :meth:`state_dict`, with the same shapes; values may be NumPy or
-            CuPy arrays (any device) or array-likes such as CPU torch tensors.
-
-        Raises
-        ------
-        TypeError
-            If ``state_dict`` is not a mapping or a value is not a real-number array.
-        KeyError
-            If a key is missing or unexpected (the message names it and the expected shape).
-        ValueError
-            If a value has the wrong shape (the message names the key and the expected shape).
-
-        Notes
-        -----
-        The parameters are updated in place (arrays from :meth:`parameters` stay valid) and only
-        once every entry has been checked: a failed load leaves the layer unchanged. A pending
-        :meth:`forward` is discarded (its :meth:`backward` would mix old and new weights).
-        """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(
-                f"state_dict must be a mapping of parameter names to arrays, "
-                f"got {type(state_dict).__name__}"
-            )
-        shapes = self._parameter_shapes()
-        unexpected = [key for key in state_dict if key not in shapes]
-        projections = [key for key in unexpected if str(key).startswith("weight_hr_l")]
-        if projections:
-            raise KeyError(
-                f"state_dict holds projection weights {projections} (torch's LSTM with "
-                "proj_size > 0); xplstm.LSTM has no projections: proj_size is not supported"
-            )
-        if unexpected:
-            raise KeyError(
-                f"state_dict has unexpected key(s) {unexpected}; this layer's parameters are "
-                f"{list(shapes)}"
-            )
-        for key, shape in shapes.items():
-            if key not in state_dict:
-                raise KeyError(
-                    f"state_dict is missing {key!r} (expected an array of shape {shape})"
-                )
-        incoming = {}
-        for key, shape in shapes.items():
-            with np.errstate(over="ignore"):  # refused below, naming the key
-                value = self._import_array(f"state_dict[{key!r}]", state_dict[key])
-            self._refuse_overflow(key, state_dict[key], value)
-            if tuple(value.shape) != shape:
-                raise ValueError(
-                    f"state_dict[{key!r}] has shape {tuple(value.shape)} but {shape} was expected"
-                )
-            incoming[key] = value
-        with self._device_scope():
-            for key, value in incoming.items():
-                self._parameters[key][...] = value
-        self._generation += 1  # discards every thread's pending forward
-
-    def _refuse_overflow(self, key: str, source: Any, value: Any) -> None:
-        """``ValueError`` if converting ``source`` to the layer's dtype made finite values inf."""
-        xp = self._placement.xp
-        if not bool(xp.isinf(value).any()):
-            return
-        if int(xp.isinf(value).sum()) != int(np.isinf(asnumpy(source)).sum()):
-            raise ValueError(
-                f"state_dict[{key!r}] holds values beyond the range of {self.dtype} (largest "
-                f"finite {np.finfo(self.dtype).max:g}); converted they would be inf"
-            )
-
-    def zero_grad(self) -> None:
-        """Set every entry of :attr:`grads` to zero (allocating them the first time)."""
-        with self._device_scope(), self._grads_lock:
-            for name, array in self._parameters.items():
-                if name in self.grads:
-                    self.grads[name].fill(0)
-                else:
-                    self.grads[name] = self._placement.xp.zeros_like(array)
-
-    # ----------------------------------------------------------------------- devices and files
-
-    def _device_scope(self) -> Any:
-        return device_scope(self._placement.index, self._placement.xp)
-
-    def to(self, device: str) -> LSTM:
-        """A copy of the layer (parameters and grads) on ``device``.
-
-        Parameters
-        ----------
-        device : str
-            ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-
-        Returns
-        -------
-        LSTM
-            Always a new layer, even on the same device; it has no pending forward.
-        """
-        model = type(self)._uninitialized(self._config(), device)
-        model.load_state_dict(self._parameters)
-        with model._device_scope():
-            for name, gradient in self.grads.items():
-                model.grads[name][...] = model._import_array(name, gradient)
-        return model
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the configuration and parameters to an ``.npz`` file at exactly ``path``.
-
-        The file is written atomically (temporary file in the same directory, fsync, rename)
-        and holds no pickles: the configuration is a JSON string in a 0-d unicode array under
-        ``"xplstm_config"``, each parameter an array under its :meth:`state_dict` name. The
-        device and the gradients are not saved.
-        """
-        save_layer(path, self._config(), self._parameters)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> LSTM:
-        """Read a layer written by :meth:`save`.
-
-        Parameters
-        ----------
-        path : str or path-like
-        device : str, default "cpu"
-            Where to put the parameters (``"cpu"``, ``"cuda"`` or ``"cuda:N"``).
-
-        Raises
-        ------
-        FileNotFoundError
-            If ``path`` does not exist.
-        ValueError
-            If the file is truncated, not an ``.npz`` archive, or not an ``xplstm.LSTM``
-            checkpoint (the message names ``path``). The configuration is checked against the
-            members' declared shapes before any parameter is read or allocated, so a damaged
-            or hostile file costs about its own size in memory and time.
-        """
-        select_device(device)  # device errors are not file errors: raise them first
-        config, arrays = load_layer(path, cls._shapes_in_file)  # shapes checked before reading
-        path = os.fspath(path)
-        model = cls._uninitialized(config, device)
-        try:
-            model.load_state_dict(arrays)
-        except (KeyError, TypeError, ValueError) as error:
-            message = error.args[0] if error.args else error
-            raise ValueError(
-                f"{path} does not hold the parameters its configuration describes: {message}"
-            ) from error
-        return model
-
-    # ----------------------------------------------------------------------- input checks
-
-    def _as_layer_array(self, name: str, value: Any, layout: str) -> Any:
-        """An input array on the layer's device, converted to the layer's dtype (may not copy)."""
-        return check_device_array(name, value, layout, self._placement, self.dtype)
+    def _check_state(self, name: str, value: Any, batch: int) -> list[Any]:
+        members = ("h0", "c0") if name == "state" else ("dh_n", "dc_n")
+        return self._state_pair(name, value, members, batch)
 
     def _state_pair(self, name: str, pair: Any, members: tuple[str, str], batch: int) -> list:
         """``[h, c]`` from a ``(h, c)`` pair, each ``(num_layers * D, m, H)`` or ``None``."""
-        expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        expected = self._state_shape(batch)
         return check_state_pair(name, pair, members, expected, self._placement, self.dtype)
 
-    # ----------------------------------------------------------------------- forward and backward
+    def _state_result(self, states: list[Any]) -> tuple[Any, Any]:
+        return states[0], states[1]
 
-    def __call__(self, x: Any, state: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
-        """Same as :meth:`forward`."""
-        return self.forward(x, state, lengths=lengths)
-
-    def forward(self, x: Any, state: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
-        """Run the layer over a batch of sequences and keep what :meth:`backward` needs.
-
-        Under :class:`xplstm.no_grad` it keeps nothing (a :meth:`backward` is then a
-        ``RuntimeError``) and needs about the memory of ``y`` plus a few MiB; ``y`` and the
-        states are bitwise the same.
-
-        Parameters
-        ----------
-        x : ndarray, (T, m, input_size), or (m, T, input_size) when ``batch_first``
-        state : pair (h0, c0), optional
-            Each ``(num_layers * D, m, H)`` or ``None`` (zeros); row ``k * D + d`` is layer
-            ``k``, direction ``d``.
-        lengths : list or 1-D array of int, (m,), optional
-            Valid steps per sequence, each in ``1..T``, in any order (host data). Same results
-            as torch's ``pack_padded_sequence(..., enforce_sorted=False)``, the LSTM, then
-            ``pad_packed_sequence(..., total_length=T)``.
-
-        Returns
-        -------
-        y : ndarray, (T, m, D * H), or (m, T, D * H) when ``batch_first``
-            Last layer's outputs, both directions concatenated (forward first); zero past each
-            length. A new array: editing it does not affect :meth:`backward`.
-        (h_n, c_n) : pair of ndarray, each (num_layers * D, m, H)
-            Final states, taken at each sequence's last valid step (for the reverse direction:
-            after it has run back to step 0).
-
-        Raises
-        ------
-        TypeError
-            An input that is not an array of the layer's device, or of non-real dtype.
-        ValueError
-            Misshapen inputs or lengths outside ``1..T``.
-        """
-        with self._device_scope(), silent_non_finite():
-            return self._forward(x, state, lengths)
-
-    def _forward(self, x: Any, state: Any, lengths: Any) -> tuple[Any, Any]:
-        xp, hidden, directions = self._placement.xp, self.hidden_size, self.num_directions
-        layout = "(m, T, input_size)" if self.batch_first else "(T, m, input_size)"
-        x = self._as_layer_array("x", x, layout)
-        if x.ndim != 3:
-            raise ValueError(f"x must be 3-D with shape {layout}, got shape {tuple(x.shape)}")
-        if x.shape[2] != self.input_size:
-            raise ValueError(
-                f"x has {x.shape[2]} features but the layer expects input_size="
-                f"{self.input_size} (got x of shape {tuple(x.shape)}, layout {layout})"
-            )
-        batch, steps = x.shape[:2] if self.batch_first else x.shape[1::-1]
-        if steps == 0 or batch == 0:
-            raise ValueError(f"x must have at least one step and one sequence, got {x.shape}")
-        h0, c0 = self._state_pair("state", state, ("h0", "c0"), batch)
-        lengths = check_lengths(lengths, batch, steps)
-
-        time_major = x.transpose(1, 0, 2) if self.batch_first else x
-        layer_input = time_major  # the engine keeps its own copy (with_ones) for backward
-        reversal = Reversal(lengths, steps, batch, xp)
-
-        rows = self.num_layers * directions
-        h_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
-        c_n = xp.empty((rows, batch, hidden), dtype=self.dtype)
-        local, generation = self._per_thread, self._generation
-        # Under xplstm.no_grad() the engine keeps no record and runs a chunk of steps at a time
-        # in buffers of its own, so a pending recorded forward stays pending (as in torch).
-        recording = is_grad_enabled()
-        if recording:
-            local.record = None  # its buffers are about to be reused
-            local.broken_backward = False
-        local.no_grad_forward = not recording
-        saved = []
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(directions):
-                row = layer * directions + direction
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
-                parameters = self._parameters
-                sequence = layer_input if direction == 0 else reversal(layer_input)
-                arguments = (
-                    sequence,
-                    parameters[w_ih],
-                    parameters[w_hh],
-                    parameters[b_ih] + parameters[b_hh] if self.bias else None,
-                    None if h0 is None else h0[row].copy(),
-                    None if c0 is None else c0[row].copy(),
-                )
-                if recording:
-                    h, h_last, c_last, kept = engine.lstm_forward(
-                        *arguments,
-                        lengths=lengths,
-                        workspace=local.workspaces.setdefault(row, Workspace()),
-                        xp=xp,
-                    )
-                    saved.append(kept)
-                else:
-                    h, h_last, c_last = engine.lstm_inference(*arguments, lengths=lengths, xp=xp)
-                h_n[row] = h_last
-                c_n[row] = c_last
-                outputs.append(h if direction == 0 else reversal(h))
-            layer_input = outputs[0] if directions == 1 else xp.concatenate(outputs, axis=2)
-
-        y = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
-        if not recording:  # the engine's h is a new array: no copy (and no second output)
-            return xp.ascontiguousarray(y), (h_n, c_n)
-        # With one direction y is the engine's own output buffer: hand out a copy.
-        y = xp.array(y, order="C", copy=True) if directions == 1 else xp.ascontiguousarray(y)
-        local.record = _ForwardRecord(saved, reversal, tuple(y.shape), batch, generation)
-        return y, (h_n, c_n)
-
-    def backward(self, dy: Any, dstate: Any = None) -> tuple[Any, Any]:
-        """Backpropagate through the last :meth:`forward`; add parameter gradients to :attr:`grads`.
-
-        Parameters
-        ----------
-        dy : ndarray or None
-            Gradient with respect to ``y``, same shape as ``y``; ``None`` for zeros. Entries
-            past a sequence's length are ignored.
-        dstate : pair (dh_n, dc_n), optional
-            Gradients with respect to the final states, each ``(num_layers * D, m, H)`` or
-            ``None`` (zeros).
-
-        Returns
-        -------
-        dx : ndarray, same shape and layout as ``x``
-            Zero past each length.
-        (dh0, dc0) : pair of ndarray, each (num_layers * D, m, H)
-            Gradients with respect to the initial states (zero states included).
-
-        Raises
-        ------
-        RuntimeError
-            If no forward is pending: backward before any forward, a second backward for one
-            forward, or after :meth:`load_state_dict`.
-        TypeError, ValueError
-            As for :meth:`forward`; a misshapen ``dy`` is a ``ValueError``.
-
-        Notes
-        -----
-        Backward consumes the forward's saved activations (their buffers are reused in place),
-        so a call that fails while running (not while checking its arguments: then the forward
-        stays pending) cannot be repeated; the next one says so. It adds to :attr:`grads` only
-        once it has succeeded. Infinite or NaN inputs give NaN gradients where torch gives
-        them, without NumPy warnings.
-        """
-        with self._device_scope():
-            return self._backward(dy, dstate)
-
-    def _backward(self, dy: Any, dstate: Any) -> tuple[Any, Any]:
-        local = self._per_thread
-        record = local.record
-        if record is not None and record.generation != self._generation:
-            record = local.record = None  # load_state_dict ran since: its weights are gone
-        if record is None:
-            if local.no_grad_forward:
-                raise RuntimeError(
-                    "backward() after a forward() run under xplstm.no_grad(), with no recorded "
-                    "forward pending: inference mode keeps nothing for a backward; run the "
-                    "forward outside no_grad() to backpropagate through it"
-                )
-            if local.broken_backward:
-                raise RuntimeError(
-                    "backward() needs a pending forward(): the last backward() failed part-way "
-                    "after it had overwritten the forward's saved activations with gradients, "
-                    "so that forward cannot be used again; run forward() again"
-                )
-            raise RuntimeError(
-                "backward() needs a pending forward() in this thread: none has run since the "
-                "last backward() (each forward supports one backward) or load_state_dict(), "
-                "or none has run yet (a forward run in another thread is that thread's)"
-            )
+    def _forward_direction(
+        self,
+        sequence: Any,
+        weights: tuple[Any, Any, Any, Any],
+        initial: list[Any],
+        lengths: np.ndarray | None,
+        workspace: Workspace | None,
+    ) -> tuple[Any, list[Any], Any]:
+        w_ih, w_hh, b_ih, b_hh = weights
+        bias = None if b_ih is None else b_ih + b_hh
         xp = self._placement.xp
-        if dy is not None:
-            layout = "(m, T, D * hidden_size)" if self.batch_first else "(T, m, D * hidden_size)"
-            dy = self._as_layer_array("dy", dy, layout)
-            if tuple(dy.shape) != record.output_shape:
-                raise ValueError(
-                    f"dy has shape {tuple(dy.shape)} but {record.output_shape} {layout} "
-                    "(the shape of y) was expected"
-                )
-            if self.batch_first:
-                dy = xp.ascontiguousarray(dy.transpose(1, 0, 2))
-        dh_n, dc_n = self._state_pair("dstate", dstate, ("dh_n", "dc_n"), record.batch)
-        # Consumed from here on: the engine overwrites the saved gates with their gradients.
-        local.record = None
-        local.broken_backward = True
-        with silent_non_finite():
-            dx, (dh0, dc0), gradients = self._backward_layers(dy, dh_n, dc_n, record)
-        with self._grads_lock:  # all of a backward's gradients, or none if it failed
-            for name, gradient in gradients:
-                self.grads[name] += gradient
-        local.broken_backward = False
-        return dx, (dh0, dc0)
+        arguments = (sequence, w_ih, w_hh, bias, initial[0], initial[1])
+        if workspace is None:
+            h, h_last, c_last = engine.lstm_inference(*arguments, lengths=lengths, xp=xp)
+            return h, [h_last, c_last], None
+        h, h_last, c_last, kept = engine.lstm_forward(
+            *arguments, lengths=lengths, workspace=workspace, xp=xp
+        )
+        return h, [h_last, c_last], kept
 
-    def _backward_layers(
-        self, dy: Any, dh_n: Any, dc_n: Any, record: _ForwardRecord
-    ) -> tuple[Any, tuple[Any, Any], list[tuple[str, Any]]]:
-        """``dx``, ``(dh0, dc0)`` and the parameter gradients as ``(name, gradient)`` pairs."""
-        xp, hidden, directions = self._placement.xp, self.hidden_size, self.num_directions
-        gradients: list[tuple[str, Any]] = []
-        rows = self.num_layers * directions
-        dh0 = xp.empty((rows, record.batch, hidden), dtype=self.dtype)
-        dc0 = xp.empty((rows, record.batch, hidden), dtype=self.dtype)
-        d_output = dy
-        for layer in range(self.num_layers - 1, -1, -1):
-            d_input = None
-            for direction in range(directions):
-                row = layer * directions + direction
-                d_part = d_output
-                if d_output is not None and directions == 2:
-                    d_part = d_output[:, :, direction * hidden : (direction + 1) * hidden]
-                    if direction == 1:
-                        d_part = record.reversal(d_part)
-                    else:
-                        d_part = xp.ascontiguousarray(d_part)
-                dx, dh_first, dc_first, dw_ih, dw_hh, dbias = engine.lstm_backward(
-                    d_part,
-                    None if dh_n is None else dh_n[row],
-                    None if dc_n is None else dc_n[row],
-                    record.saved[row],
-                )
-                record.saved[row] = None  # release the consumed activations early
-                if direction == 1:
-                    dx = record.reversal(dx)
-                if d_input is None:
-                    d_input = dx
-                else:
-                    d_input += dx
-                dh0[row] = dh_first
-                dc0[row] = dc_first
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
-                gradients += [(w_ih, dw_ih), (w_hh, dw_hh)]
-                if self.bias:
-                    gradients += [(b_ih, dbias), (b_hh, dbias)]
-            d_output = d_input
-
-        dx = d_output.transpose(1, 0, 2) if self.batch_first else d_output
-        return xp.ascontiguousarray(dx), (dh0, dc0), gradients
-
-    # ----------------------------------------------------------------------- display
-
-    def extra_repr(self) -> str:
-        """The arguments shown by ``repr``: sizes, then the settings that differ from defaults."""
-        parts = [f"{self.input_size}, {self.hidden_size}"]
-        if self.num_layers != 1:
-            parts.append(f"num_layers={self.num_layers}")
-        if not self.bias:
-            parts.append("bias=False")
-        if self.batch_first:
-            parts.append("batch_first=True")
-        if self.bidirectional:
-            parts.append("bidirectional=True")
-        if self.dtype != np.float32:
-            parts.append(f"dtype={self.dtype.name}")
-        if self.device != "cpu":
-            parts.append(f"device={self.device!r}")
-        return ", ".join(parts)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()})"
+    def _backward_direction(
+        self, d_output: Any, d_final: list[Any], saved: Any
+    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any]]:
+        dx, dh0, dc0, dw_ih, dw_hh, dbias = engine.lstm_backward(
+            d_output, d_final[0], d_final[1], saved
+        )
+        return dx, [dh0, dc0], (dw_ih, dw_hh, dbias, dbias)

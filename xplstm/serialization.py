@@ -37,9 +37,11 @@ __all__ = [
     "CONFIG_KEY",
     "EPOCH_KEY",
     "FINAL_CHECKPOINT",
+    "GRU_LAYER_FORMAT",
     "HEAD_PREFIX",
     "LAST_CHECKPOINT",
     "LAYER_ARGUMENTS",
+    "LAYER_FORMATS",
     "LSTM_PREFIX",
     "OPTIMIZER_PREFIX",
     "TEXT_PREFIX",
@@ -58,6 +60,9 @@ __all__ = [
 ]
 
 LAYER_FORMAT = "xplstm.LSTM"
+GRU_LAYER_FORMAT = "xplstm.GRU"
+# Every layer file format: the cell kind a file holds, so one layer refuses another's file.
+LAYER_FORMATS = (LAYER_FORMAT, GRU_LAYER_FORMAT)
 LAYER_VERSION = 1
 CONFIG_KEY = "xplstm_config"
 # The constructor arguments a checkpoint stores (with "dtype", by its name).
@@ -98,10 +103,16 @@ def layer_config(layer: Any) -> dict[str, Any]:
 
 
 def save_layer(
-    path: str | os.PathLike, config: Mapping[str, Any], parameters: Mapping[str, Any]
+    path: str | os.PathLike,
+    config: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    layer_format: str = LAYER_FORMAT,
 ) -> None:
-    """Write a layer file: ``config`` (see :func:`layer_config`) and ``parameters`` by name."""
-    stored = {"format": LAYER_FORMAT, "version": LAYER_VERSION, **config}
+    """Write a layer file: ``config`` (see :func:`layer_config`) and ``parameters`` by name.
+
+    ``layer_format`` (one of :data:`LAYER_FORMATS`) names the layer class, i.e. the cell kind.
+    """
+    stored = {"format": layer_format, "version": LAYER_VERSION, **config}
     arrays: dict[str, Any] = {CONFIG_KEY: np.array(json.dumps(stored))}
     for name, array in parameters.items():
         arrays[name] = asnumpy(array)
@@ -109,7 +120,9 @@ def save_layer(
 
 
 def load_layer(
-    path: str | os.PathLike, shapes_in_file: ShapesInFile | None = None
+    path: str | os.PathLike,
+    shapes_in_file: ShapesInFile | None = None,
+    layer_format: str = LAYER_FORMAT,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The configuration and the parameter arrays of a layer file.
 
@@ -119,6 +132,9 @@ def load_layer(
     shapes_in_file : callable, optional
         ``LSTM._shapes_in_file``: with it, the configuration is checked against the members'
         declared shapes and dtypes before any parameter is read.
+    layer_format : str, default LAYER_FORMAT
+        The layer class the file must hold (one of :data:`LAYER_FORMATS`); a file of another
+        layer class is a ``ValueError`` naming both.
 
     Raises
     ------
@@ -130,7 +146,8 @@ def load_layer(
     """
     path = os.fspath(path)
     with NpzReader(path) as reader:
-        config = _read_config(path, _read_json(reader, CONFIG_KEY, path, LAYER_FORMAT))
+        stored = _read_json(reader, CONFIG_KEY, path, layer_format)
+        config = _read_config(path, stored, layer_format)
         names = [name for name in reader.headers if name != CONFIG_KEY]
         if shapes_in_file is not None:
             check_parameter_members(path, config, reader.headers, "", shapes_in_file)
@@ -189,19 +206,26 @@ def check_parameter_members(
             )
 
 
-def _read_config(path: str, config: Any) -> dict[str, Any]:
+def _read_config(path: str, config: Any, layer_format: str = LAYER_FORMAT) -> dict[str, Any]:
     """The constructor arguments stored in a layer file, or ``ValueError`` naming ``path``."""
-    foreign = f"{path} is not an xplstm.LSTM checkpoint"
-    if not isinstance(config, dict) or config.get("format") != LAYER_FORMAT:
+    foreign = f"{path} is not an {layer_format} checkpoint"
+    if isinstance(config, dict) and config.get("format") != layer_format:
+        other = config.get("format")
+        if isinstance(other, str) and other in LAYER_FORMATS:
+            raise ValueError(
+                f"{foreign}: it holds an {other} layer (a different cell); "
+                f"load it with {other}.load"
+            )
+    if not isinstance(config, dict) or config.get("format") != layer_format:
         raise ValueError(f"{foreign} (its {CONFIG_KEY!r} does not name the format)")
     if config.get("version") != LAYER_VERSION:
         raise ValueError(
-            f"{path} is an xplstm.LSTM checkpoint of version {config.get('version')!r}; "
+            f"{path} is an {layer_format} checkpoint of version {config.get('version')!r}; "
             f"this xplstm reads version {LAYER_VERSION}"
         )
     missing = [key for key in (*LAYER_ARGUMENTS, "dtype") if key not in config]
     if missing:
-        raise ValueError(f"{path} is an xplstm.LSTM checkpoint without {missing}")
+        raise ValueError(f"{path} is an {layer_format} checkpoint without {missing}")
     return {key: config[key] for key in (*LAYER_ARGUMENTS, "dtype")}
 
 

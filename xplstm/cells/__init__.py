@@ -17,11 +17,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from .activations import StackedActivations, sigmoid
+from .gru import GRUTwin
 from .lstm import LSTMTwin
 from .rnn import RNNTwin
 
 __all__ = [
     "CELL_KINDS",
+    "GRUCell",
+    "GRUTwin",
     "LSTMCell",
     "LSTMTwin",
     "RNNCell",
@@ -57,7 +60,24 @@ class RNNCell(Protocol):
         """Writes the pre-activation gradient ``dpre``."""
 
 
-_TWINS: dict[str, Any] = {"lstm": LSTMTwin, "rnn": RNNTwin}
+class GRUCell(Protocol):
+    """Pointwise GRU step: see :class:`xplstm.cells.gru.GRUTwin` for the contract."""
+
+    implementation: str
+
+    def forward(
+        self, gates: Any, recurrent: Any, bias_hh: Any, h_prev: Any, hidden_n: Any, h_next: Any
+    ) -> None:
+        """Gates ``(m, 3H)`` in place to activations; writes ``hidden_n`` and ``h_next``."""
+
+    def backward(
+        self, gates: Any, drecurrent: Any, dy: Any, dh: Any, h_prev: Any, hidden_n: Any
+    ) -> None:
+        """Gates to input-side and ``drecurrent`` to recurrent-side pre-activation gradients;
+        ``dh`` in place to its direct part ``dh_total * z``."""
+
+
+_TWINS: dict[str, Any] = {"lstm": LSTMTwin, "rnn": RNNTwin, "gru": GRUTwin}
 CELL_KINDS = tuple(_TWINS)
 
 
@@ -80,7 +100,7 @@ def make_cell(
 
     Parameters
     ----------
-    kind : {"lstm", "rnn"}
+    kind : {"lstm", "rnn", "gru"}
     xp : module
         ``numpy`` or ``cupy``: the backend of every array the cell will see.
     dtype : dtype
@@ -92,7 +112,7 @@ def make_cell(
 
     Returns
     -------
-    LSTMCell or RNNCell
+    LSTMCell, RNNCell or GRUCell
     """
     if kind not in _TWINS:
         raise ValueError(f"kind must be one of {CELL_KINDS}, got {kind!r}")

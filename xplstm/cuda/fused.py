@@ -14,7 +14,7 @@ import numpy as np
 
 from .specs import kernel_preamble, kernel_specs
 
-__all__ = ["FusedLSTMCell", "FusedRNNCell", "elementwise_kernels", "fused_cell"]
+__all__ = ["FusedGRUCell", "FusedLSTMCell", "FusedRNNCell", "elementwise_kernels", "fused_cell"]
 
 _KERNELS: dict[tuple[str, np.dtype, int], dict[str, Any]] = {}
 _KERNELS_LOCK = threading.Lock()
@@ -91,9 +91,38 @@ class FusedRNNCell:
             self._backward(h_next, dy, dh, dpre, size=self.size)
 
 
-_FUSED = {"lstm": FusedLSTMCell, "rnn": FusedRNNCell}
+class FusedGRUCell:
+    """The GRU step as fused kernels (same contract as :class:`xplstm.cells.GRUTwin`)."""
+
+    implementation = "fused cuda"
+
+    def __init__(self, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        kernels = elementwise_kernels("gru", dtype)
+        self._forward, self._backward = kernels["forward"], kernels["backward"]
+        self.hidden_size = hidden_size
+
+    def forward(
+        self, gates: Any, recurrent: Any, bias_hh: Any, h_prev: Any, hidden_n: Any, h_next: Any
+    ) -> None:
+        """One forward step (``gru_forward_element``), all arrays C-contiguous."""
+        size = h_next.shape[0] * self.hidden_size  # fewer rows than m in a packed batch
+        if size:
+            self._forward(recurrent, bias_hh, h_prev, self.hidden_size, gates, hidden_n, h_next,
+                          size=size)  # fmt: skip
+
+    def backward(
+        self, gates: Any, drecurrent: Any, dy: Any, dh: Any, h_prev: Any, hidden_n: Any
+    ) -> None:
+        """One backward step (``gru_backward_element``), all arrays C-contiguous."""
+        size = dh.shape[0] * self.hidden_size
+        if size:
+            self._backward(dy, h_prev, hidden_n, self.hidden_size, gates, drecurrent, dh,
+                           size=size)  # fmt: skip
+
+
+_FUSED = {"lstm": FusedLSTMCell, "rnn": FusedRNNCell, "gru": FusedGRUCell}
 
 
 def fused_cell(kind: str, dtype: Any, batch_size: int, hidden_size: int) -> Any:
-    """The fused CUDA cell of ``kind`` (``"lstm"`` or ``"rnn"``) for one shape."""
+    """The fused CUDA cell of ``kind`` (``"lstm"``, ``"rnn"`` or ``"gru"``) for one shape."""
     return _FUSED[kind](dtype, batch_size, hidden_size)

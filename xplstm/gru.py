@@ -1,0 +1,178 @@
+"""``xplstm.GRU``: a stacked, optionally bidirectional GRU layer shaped like ``torch.nn.GRU``.
+
+The layer is an adapter over :mod:`xplstm.engine` (the shared orchestration, checks, files and
+per-thread state live in :class:`xplstm.recurrent.RecurrentLayer`): per layer and direction it
+runs :func:`xplstm.engine.gru_forward` and :func:`xplstm.engine.gru_backward`. Parameters carry
+torch's names and shapes, so
+``model.load_state_dict({k: v.numpy() for k, v in torch_gru.state_dict().items()})`` reproduces
+a torch model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import engine
+from .recurrent import RecurrentLayer
+from .serialization import GRU_LAYER_FORMAT
+from .validation import check_device_array
+from .workspace import Workspace
+
+__all__ = ["GRU"]
+
+_STATE_LAYOUT = "(num_layers * num_directions, m, hidden_size)"
+
+
+class GRU(RecurrentLayer):
+    """A multi-layer GRU over NumPy (CPU) or CuPy (GPU) arrays, shaped like ``torch.nn.GRU``.
+
+    Each layer computes, per step and direction, with gates stacked in torch order (r, z, n)::
+
+        r = sigmoid(x_t @ W_ir.T + b_ir + h_{t-1} @ W_hr.T + b_hr)
+        z = sigmoid(x_t @ W_iz.T + b_iz + h_{t-1} @ W_hz.T + b_hz)
+        n = tanh(x_t @ W_in.T + b_in + r * (h_{t-1} @ W_hn.T + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step of the input, ``in``.
+    hidden_size : int
+        Features of the hidden state, ``H``.
+    num_layers : int, default 1
+        Stacked layers; layer ``k > 0`` takes the ``D * H`` outputs of layer ``k - 1``.
+    bias : bool, default True
+        Learn ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (absent when False).
+    batch_first : bool, default False
+        Inputs and outputs are ``(m, T, features)`` instead of ``(T, m, features)``. The state
+        is ``(num_layers * D, m, H)`` either way, as in torch.
+    bidirectional : bool, default False
+        Add a reverse direction (``D = 2``); its parameters carry the suffix ``_reverse``.
+    dtype : str or numpy dtype, default "float32"
+        ``float32`` or ``float64``.
+    device : str, default "cpu"
+        ``"cpu"`` (NumPy arrays) or ``"cuda"`` / ``"cuda:N"`` (CuPy arrays on that GPU).
+    seed : int or numpy.random.Generator, optional
+        Seeds the initialization: every parameter uniform in ``[-1/sqrt(H), 1/sqrt(H))``, as
+        torch does, drawn in float64 and rounded to ``dtype``.
+
+    Attributes
+    ----------
+    grads : dict of str to ndarray
+        Parameter gradients, keyed like :meth:`state_dict`; :meth:`backward` adds to them.
+
+    Notes
+    -----
+    Everything but the cell is :class:`xplstm.LSTM`'s (see its notes): parameters
+    ``weight_ih_l{k}`` ``(3H, in_k)``, ``weight_hh_l{k}`` ``(3H, H)``, ``bias_ih_l{k}`` and
+    ``bias_hh_l{k}`` ``(3H,)`` (``_reverse`` for the reverse direction); ``forward(x, h0=None,
+    *, lengths=None) -> (y, h_n)`` and ``backward(dy, dh_n=None) -> (dx, dh0)``; packed-sequence
+    ``lengths``; per-thread forward records; :class:`xplstm.no_grad`; ``save``/``load`` (a
+    GRU file is refused by ``xplstm.LSTM.load`` and the reverse). On CuPy only the plain step
+    loop exists (``gpu_loop`` ``"cupy"``); under ``no_grad`` the forward runs the recording
+    engine and drops its record.
+
+    Examples
+    --------
+    >>> import numpy as np, xplstm
+    >>> model = xplstm.GRU(3, 5, num_layers=2, bidirectional=True, seed=0)
+    >>> x = np.ones((7, 4, 3), dtype=np.float32)  # (T, m, input_size)
+    >>> y, h_n = model(x, lengths=[7, 2, 5, 1])
+    >>> y.shape, h_n.shape
+    ((7, 4, 10), (4, 4, 5))
+    >>> dx, dh0 = model.backward(np.ones_like(y))
+    """
+
+    _GATES = 3
+    _FORMAT = GRU_LAYER_FORMAT
+    _STATE_MEMBERS = ("h",)
+
+    def _check_state(self, name: str, value: Any, batch: int) -> list[Any]:
+        label = "h0" if name == "state" else "dh_n"
+        if value is None:
+            return [None]
+        if isinstance(value, (tuple, list)):
+            raise TypeError(
+                f"{label} must be one array {_STATE_LAYOUT} or None (the GRU has no cell "
+                f"state), got a {type(value).__name__}"
+            )
+        array = check_device_array(label, value, _STATE_LAYOUT, self._placement, self.dtype)
+        expected = self._state_shape(batch)
+        if tuple(array.shape) != expected:
+            raise ValueError(
+                f"{label} has shape {tuple(array.shape)} but {expected} {_STATE_LAYOUT} "
+                "was expected"
+            )
+        return [array]
+
+    def _state_result(self, states: list[Any]) -> Any:
+        return states[0]
+
+    def _forward_direction(
+        self,
+        sequence: Any,
+        weights: tuple[Any, Any, Any, Any],
+        initial: list[Any],
+        lengths: np.ndarray | None,
+        workspace: Workspace | None,
+    ) -> tuple[Any, list[Any], Any]:
+        w_ih, w_hh, b_ih, b_hh = weights
+        h, h_last, kept = engine.gru_forward(
+            sequence, w_ih, w_hh, b_ih, b_hh, initial[0],
+            lengths=lengths, workspace=workspace, xp=self._placement.xp,
+        )  # fmt: skip
+        if workspace is None:  # under no_grad: hand out the engine's buffer, keep no record
+            return h, [h_last], None
+        return h, [h_last], kept
+
+    def _backward_direction(
+        self, d_output: Any, d_final: list[Any], saved: Any
+    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any]]:
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = engine.gru_backward(d_output, d_final[0], saved)
+        return dx, [dh0], (dw_ih, dw_hh, db_ih, db_hh)
+
+    def forward(self, x: Any, h0: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
+        """Run the GRU over a batch of sequences: ``(y, h_n)``.
+
+        Parameters
+        ----------
+        x : ndarray, (T, m, input_size), or (m, T, input_size) when ``batch_first``
+        h0 : ndarray, (num_layers * D, m, H), optional
+            Initial state (zeros when ``None``); row ``k * D + d`` is layer ``k``, direction
+            ``d``.
+        lengths : list or 1-D array of int, (m,), optional
+            Valid steps per sequence, each in ``1..T``: torch's packed-sequence semantics.
+
+        Returns
+        -------
+        y : ndarray, (T, m, D * H), or (m, T, D * H) when ``batch_first``
+            Zero past each length.
+        h_n : ndarray, (num_layers * D, m, H)
+            Final state at each sequence's last valid step.
+        """
+        return super().forward(x, h0, lengths=lengths)
+
+    def __call__(self, x: Any, h0: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
+        """Same as :meth:`forward`."""
+        return self.forward(x, h0, lengths=lengths)
+
+    def backward(self, dy: Any, dh_n: Any = None) -> tuple[Any, Any]:
+        """Backpropagate through the last :meth:`forward` of this thread: ``(dx, dh0)``.
+
+        Parameters
+        ----------
+        dy : ndarray or None
+            Gradient with respect to ``y`` (``None`` for zeros).
+        dh_n : ndarray, (num_layers * D, m, H), optional
+            Gradient with respect to ``h_n`` (``None`` for zeros).
+
+        Returns
+        -------
+        dx : ndarray, same shape and layout as ``x``
+        dh0 : ndarray, (num_layers * D, m, H)
+
+        Adds the parameter gradients to :attr:`grads` (see :meth:`xplstm.LSTM.backward`).
+        """
+        return super().backward(dy, dh_n)
