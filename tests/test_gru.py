@@ -9,7 +9,11 @@ host stand-in under ``-p kernel_harness.stand_in_gpu``).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,11 +149,11 @@ def check_step(cell, xp, dtype, batch, hidden, seed=0):
     assert_close(h_next, ref_h, dtype, None, "h_next", ulps=8)
     # The backward from the cell's own saved activations, against the formulas on them.
     expected = ref_step_backward(gates, hidden_n, h_prev, dy, dh)
-    scale = 1.0 + np.abs(dy.astype(np.float64)) + np.abs(dh) + np.abs(hidden_n)
-    for name, actual, reference in zip(("d_gates", "d_recurrent", "dh"), backward, expected,
-                                       strict=True):  # fmt: skip
-        width = reference.shape[1] // scale.shape[1]
-        assert_close(actual, reference, dtype, np.tile(scale, width), name, ulps=16)
+    scale = 1.0 + max(float(np.abs(a).max()) for a in (dy, dh, hidden_n))
+    for name, actual, reference in zip(
+        ("d_gates", "d_recurrent", "dh"), backward, expected, strict=True
+    ):
+        assert_close(actual, reference, dtype, scale, name, ulps=16)
     return (gates, hidden_n, h_next), backward
 
 
@@ -473,3 +477,30 @@ def test_layer_on_the_backend_matches_numpy(xp):
         assert_close(actual, expected, np.float64, None, name)
     for name, gradient in reference.grads.items():
         assert_close(model.grads[name], gradient, np.float64, None, name)
+
+
+@pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler on PATH")
+@pytest.mark.parametrize(
+    "corruption", ["gru forward hidden_n h_next", "gru backward h_prev hidden_n"]
+)
+def test_corrupting_a_gru_operation_fails_the_stand_in_gpu_test(corruption):
+    """The fused-cell gpu test above, on the stand-in, passes; with two arguments swapped in
+    a GRU operation string (``kernel_harness.corrupt_operation``) it fails."""
+    repo = Path(__file__).resolve().parent.parent
+    command = [
+        sys.executable, "-m", "pytest", "-p", "kernel_harness.stand_in_gpu", "-m", "gpu", "-q",
+        "-p", "no:cacheprovider", "-k", "test_gpu_cell_matches_the_formulas and not unfused",
+        str(repo / "tests" / "test_gru.py"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "tests"), str(repo)])}
+    clean = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,
+                           timeout=300, check=False)  # fmt: skip
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert " passed" in clean.stdout and "failed" not in clean.stdout
+    corrupted = subprocess.run(
+        [*command, "-p", "kernel_harness.corrupt_operation"], cwd=repo,
+        env={**env, "XPLSTM_CORRUPT_OPERATION": corruption},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert corrupted.returncode == 1, corrupted.stdout + corrupted.stderr
+    assert " failed" in corrupted.stdout, corrupted.stdout
