@@ -154,6 +154,33 @@ def load_layer(
         return config, {name: reader.read(name) for name in names}
 
 
+MAX_CONFIG_NESTING = 32
+"""A configuration is a flat object; deeper JSON is refused before it is parsed (how deep
+json.loads can go before a RecursionError differs between Python versions)."""
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting in JSON ``text``, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for character in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif character == "\\":
+                escaped = True
+            elif character == '"':
+                in_string = False
+        elif character == '"':
+            in_string = True
+        elif character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth -= 1
+    return deepest
+
+
 def _read_json(reader: NpzReader, key: str, path: str, kind: str) -> Any:
     """The JSON value stored as 0-d text under ``key``; ``ValueError`` naming ``path``."""
     foreign = f"{path} is not an {kind} checkpoint"
@@ -162,8 +189,11 @@ def _read_json(reader: NpzReader, key: str, path: str, kind: str) -> Any:
         raise ValueError(f"{foreign} (no {key!r} entry of JSON text)")
     if header.nbytes > MAX_CONFIG_BYTES:
         raise ValueError(f"{foreign} (its {key!r} is {header.nbytes} bytes, not a configuration)")
+    text = str(reader.read(key)[()])
+    if _nesting_depth(text) > MAX_CONFIG_NESTING:
+        raise ValueError(f"{foreign} (its {key!r} is nested too deeply for a configuration)")
     try:
-        return json.loads(str(reader.read(key)[()]))
+        return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else error
         raise ValueError(f"{foreign} (its {key!r} is not JSON: {reason})") from None
