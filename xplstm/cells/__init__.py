@@ -11,11 +11,11 @@ between. :func:`make_cell` picks the implementation:
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
 import numpy as np
 
+from ..switches import env_switch
 from .activations import StackedActivations, sigmoid
 from .gru import GRUTwin
 from .lstm import LSTMTwin
@@ -83,14 +83,7 @@ CELL_KINDS = tuple(_TWINS)
 
 def fused_enabled(fused: bool | None = None) -> bool:
     """Resolve the fused-kernel switch: the argument wins, else ``XPLSTM_FUSED`` (default on)."""
-    if fused is not None:
-        return bool(fused)
-    setting = os.environ.get("XPLSTM_FUSED", "1").strip().lower()
-    if setting in ("1", "true", "yes", "on", ""):
-        return True
-    if setting in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"XPLSTM_FUSED must be 0 or 1, got {setting!r}")
+    return env_switch("XPLSTM_FUSED", True, fused)
 
 
 def make_cell(

@@ -7,17 +7,16 @@ launches (the engine hands it C-contiguous buffers of the planned shape).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 
+from .memo import build_once
 from .specs import kernel_preamble, kernel_specs
 
 __all__ = ["FusedGRUCell", "FusedLSTMCell", "FusedRNNCell", "elementwise_kernels", "fused_cell"]
 
 _KERNELS: dict[tuple[str, np.dtype, int], dict[str, Any]] = {}
-_KERNELS_LOCK = threading.Lock()
 
 
 def elementwise_kernels(cell: str, dtype: Any) -> dict[str, Any]:
@@ -29,22 +28,18 @@ def elementwise_kernels(cell: str, dtype: Any) -> dict[str, Any]:
     import cupy
 
     dtype = np.dtype(dtype)
-    specs = kernel_specs(cell, dtype)
-    key = (cell, dtype, cupy.cuda.runtime.getDevice())
-    kernels = _KERNELS.get(key)
-    if kernels is None:
-        with _KERNELS_LOCK:
-            kernels = _KERNELS.get(key)
-            if kernels is None:
-                preamble = kernel_preamble(cell)
-                kernels = {}
-                for step, spec in specs.items():
-                    kernels[step] = cupy.ElementwiseKernel(
-                        spec.in_params, spec.out_params, spec.operation, spec.name,
-                        preamble=preamble,
-                    )  # fmt: skip
-                _KERNELS[key] = kernels
-    return kernels
+    specs = kernel_specs(cell, dtype)  # checks the dtype before anything is built
+
+    def build() -> dict[str, Any]:
+        preamble = kernel_preamble(cell)
+        return {
+            step: cupy.ElementwiseKernel(
+                spec.in_params, spec.out_params, spec.operation, spec.name, preamble=preamble
+            )
+            for step, spec in specs.items()
+        }
+
+    return build_once(_KERNELS, (cell, dtype, cupy.cuda.runtime.getDevice()), build)
 
 
 class FusedLSTMCell:

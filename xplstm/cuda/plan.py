@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from ..switches import env_switch
+from .memo import build_once
 from .specs import kernel_specs, raw_kernel_source
 
 __all__ = ["BLOCK", "GPU_LOOPS", "LSTMPlan", "gpu_loop", "raw_kernels", "tf32_enabled"]
@@ -37,7 +38,6 @@ MAX_GRID = 65535  # the kernels loop grid-stride, so a capped grid still covers 
 OP_N, OP_T = 0, 1  # cublasOperation_t
 
 _MODULES: dict[tuple[str, np.dtype, int], dict[str, Any]] = {}
-_MODULES_LOCK = threading.Lock()
 
 
 def gpu_loop(loop: str | None = None) -> str:
@@ -53,14 +53,7 @@ def gpu_loop(loop: str | None = None) -> str:
 def tf32_enabled(tf32: bool | None = None) -> bool:
     """TF32 tensor-core GEMMs for float32 in the planned loops: the argument, else
     ``XPLSTM_TF32`` (default off: TF32 rounds the GEMM inputs to 10 mantissa bits)."""
-    if tf32 is not None:
-        return bool(tf32)
-    setting = os.environ.get("XPLSTM_TF32", "0").strip().lower()
-    if setting in ("1", "true", "yes", "on"):
-        return True
-    if setting in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"XPLSTM_TF32 must be 0 or 1, got {setting!r}")
+    return env_switch("XPLSTM_TF32", False, tf32)
 
 
 def raw_kernels(cell: str, dtype: Any) -> dict[str, Any]:
@@ -71,17 +64,13 @@ def raw_kernels(cell: str, dtype: Any) -> dict[str, Any]:
     import cupy
 
     dtype = np.dtype(dtype)
-    key = (cell, dtype, cupy.cuda.runtime.getDevice())
-    kernels = _MODULES.get(key)
-    if kernels is None:
-        with _MODULES_LOCK:
-            kernels = _MODULES.get(key)
-            if kernels is None:
-                module = cupy.RawModule(code=raw_kernel_source(cell, dtype))
-                specs = kernel_specs(cell, dtype)
-                kernels = {step: module.get_function(spec.name) for step, spec in specs.items()}
-                _MODULES[key] = kernels
-    return kernels
+
+    def build() -> dict[str, Any]:
+        module = cupy.RawModule(code=raw_kernel_source(cell, dtype))
+        specs = kernel_specs(cell, dtype)
+        return {step: module.get_function(spec.name) for step, spec in specs.items()}
+
+    return build_once(_MODULES, (cell, dtype, cupy.cuda.runtime.getDevice()), build)
 
 
 def _row_bytes(array: Any, width: int) -> int:
