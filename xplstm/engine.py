@@ -58,8 +58,9 @@ class Packing:
 
     order: np.ndarray
     inverse: np.ndarray
-    lengths: np.ndarray
+    lengths: np.ndarray | None
     active: tuple[int, ...]
+    identity: bool = False  # ``order`` keeps the caller's order: nothing to permute
 
     @classmethod
     def of(cls, lengths: np.ndarray, steps: int, order: np.ndarray | None = None) -> Packing:
@@ -74,23 +75,43 @@ class Packing:
         if np.any(np.diff(ordered) > 0):
             raise ValueError("order must sort lengths from longest to shortest")
         active = (ordered[None, :] > np.arange(steps)[:, None]).sum(axis=1)
-        return cls(order, np.argsort(order), ordered, tuple(int(k) for k in active))
+        identity = bool(np.all(order == np.arange(order.size)))
+        return cls(order, np.argsort(order), ordered, tuple(int(k) for k in active), identity)
+
+    @classmethod
+    def for_call(
+        cls, lengths: np.ndarray | None, steps: int, batch: int, order: np.ndarray | None = None
+    ) -> Packing:
+        """:meth:`of` ``lengths``, or with none every row active at every step, unpermuted."""
+        if lengths is not None:
+            return cls.of(lengths, steps, order)
+        everyone = np.arange(batch)
+        return cls(everyone, everyone, None, (batch,) * steps, identity=True)
 
     @property
     def is_identity(self) -> bool:
-        return bool(np.all(self.order == np.arange(self.order.size)))
+        return self.identity
 
     def rows(self, array: Any, xp: Any, axis: int = 0) -> Any:
         """``array`` with its batch axis in packed order (``array`` itself when unchanged)."""
-        if array is None or self.is_identity:
+        if array is None or self.identity:
             return array
         return xp.take(array, xp.asarray(self.order), axis=axis)
 
     def unpack(self, array: Any, xp: Any, axis: int = 0) -> Any:
         """``array`` with its batch axis back in the caller's order."""
-        if self.is_identity:
+        if self.identity:
             return array
         return xp.take(array, xp.asarray(self.inverse), axis=axis)
+
+    def zero_past_lengths(self, xp: Any, *sequences: Any) -> None:
+        """Set the steps past each (sorted) length of ``(T, m, ...)`` ``sequences`` to +0.0:
+        rows that never ran hold forward values, or nothing."""
+        if self.lengths is None:
+            return
+        invalid = xp.asarray(~_valid_steps(self.lengths, sequences[0].shape[0]))
+        for sequence in sequences:
+            sequence[invalid] = 0
 
 
 class _Record:
@@ -414,13 +435,10 @@ def lstm_forward(
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     dtype = x.dtype
-    packing = None
-    active = (batch,) * steps
-    if lengths is not None:
-        # Longest first, so each step's active sequences are the first rows.
-        packing = Packing.of(lengths, steps, order)
-        x, h0, c0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp), packing.rows(c0, xp)
-        lengths, active = packing.lengths, packing.active
+    # Longest first, so each step's active sequences are the first rows.
+    packing = Packing.for_call(lengths, steps, batch, order)
+    x, h0, c0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp), packing.rows(c0, xp)
+    lengths, active = packing.lengths, packing.active
     x_ones = with_ones(x, lengths, workspace, xp=xp)
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
@@ -452,16 +470,14 @@ def lstm_forward(
 
     h_n = _at_last_step(h, lengths, xp)
     c_n = _at_last_step(c, lengths, xp)
-    output = h
-    if packing is not None:
-        # Steps past a length never ran: their h is set to +0.0 here (the outputs' padding),
-        # and backward reads nothing else there.
-        h[xp.asarray(~_valid_steps(packing.lengths, steps))] = 0
-        output, h_n, c_n = (
-            packing.unpack(h, xp, axis=1),
-            packing.unpack(h_n, xp),
-            packing.unpack(c_n, xp),
-        )
+    # Steps past a length never ran: their h is set to +0.0 (the outputs' padding), and
+    # backward reads nothing else there.
+    packing.zero_past_lengths(xp, h)
+    output, h_n, c_n = (
+        packing.unpack(h, xp, axis=1),
+        packing.unpack(h_n, xp),
+        packing.unpack(c_n, xp),
+    )
     saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop, packing)
     return output, h_n, c_n, saved
 
@@ -545,10 +561,9 @@ def lstm_backward(
     gates, c, lengths, xp = saved.gates, saved.c, saved.lengths, saved.xp
     steps, batch, hidden = c.shape
     dtype = c.dtype
-    packing, active = saved.packing, (batch,) * steps
-    if packing is not None:
-        dy, dh_n = packing.rows(dy, xp, axis=1), packing.rows(dh_n, xp)
-        dc_n, active = packing.rows(dc_n, xp), packing.active
+    packing = saved.packing or Packing.for_call(None, steps, batch)
+    dy, dh_n, dc_n = packing.rows(dy, xp, axis=1), packing.rows(dh_n, xp), packing.rows(dc_n, xp)
+    active = packing.active
     dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
     dh = xp.zeros((batch, hidden), dtype=dtype)
     dc = xp.zeros((batch, hidden), dtype=dtype)
@@ -587,14 +602,11 @@ def lstm_backward(
         plan = _plan(xp, dtype, batch, hidden, saved.loop)
         plan.backward(gates, dy, dh, dc, xp.ascontiguousarray(w_hh), saved.c0, c, entries, active)
 
-    if packing is not None:
-        # The rows that did not run hold forward values: their gradients are zero.
-        gates[xp.asarray(~_valid_steps(packing.lengths, steps))] = 0
+    packing.zero_past_lengths(xp, gates)  # the gradients of rows that did not run
     dx, dw_ih, dw_hh, dbias = _weight_gradients(
         gates, saved.x_ones, saved.h, saved.h0, saved.w_ih, xp
     )
-    if packing is not None:
-        dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
+    dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
     return dx, dh, dc, dw_ih, dw_hh, dbias
 
 
@@ -780,12 +792,9 @@ def gru_forward(
     steps, batch, _ = x.shape
     hidden = w_hh.shape[1]
     dtype = x.dtype
-    packing = None
-    active = (batch,) * steps
-    if lengths is not None:
-        packing = Packing.of(lengths, steps)
-        x, h0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp)
-        lengths, active = packing.lengths, packing.active
+    packing = Packing.for_call(lengths, steps, batch)
+    x, h0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp)
+    lengths, active = packing.lengths, packing.active
     x_ones = with_ones(x, lengths, workspace, xp=xp)
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     bias_hh = _zeros_or(b_hh, (3 * hidden,), dtype, xp)
@@ -806,10 +815,8 @@ def gru_forward(
         h_prev = h[t]
 
     h_n = _at_last_step(h, lengths, xp)
-    output = h
-    if packing is not None:
-        h[xp.asarray(~_valid_steps(packing.lengths, steps))] = 0
-        output, h_n = packing.unpack(h, xp, axis=1), packing.unpack(h_n, xp)
+    packing.zero_past_lengths(xp, h)
+    output, h_n = packing.unpack(h, xp, axis=1), packing.unpack(h_n, xp)
     saved = GRUSaved(
         x_ones, w_ih, w_hh, bias_hh, h0, gates, hidden_n, h, lengths, fused, xp, packing
     )
@@ -844,9 +851,8 @@ def gru_backward(dy: Any, dh_n: Any, saved: GRUSaved) -> tuple[Any, Any, Any, An
     gates, h, lengths, xp = saved.gates, saved.h, saved.lengths, saved.xp
     steps, batch, hidden = h.shape
     dtype = h.dtype
-    packing, active = saved.packing, (batch,) * steps
-    if packing is not None:
-        dy, dh_n, active = packing.rows(dy, xp, axis=1), packing.rows(dh_n, xp), packing.active
+    packing = saved.packing or Packing.for_call(None, steps, batch)
+    dy, dh_n, active = packing.rows(dy, xp, axis=1), packing.rows(dh_n, xp), packing.active
     dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
     dh = xp.zeros((batch, hidden), dtype=dtype)
     if lengths is None and dh_n is not None:
@@ -868,14 +874,9 @@ def gru_backward(dy: Any, dh_n: Any, saved: GRUSaved) -> tuple[Any, Any, Any, An
         xp.matmul(drecurrent[t, :rows], w_hh, out=through_recurrent[:rows])
         dh[:rows] += through_recurrent[:rows]
 
-    if packing is not None:
-        # The rows that did not run hold forward values or nothing: their gradients are zero.
-        invalid = xp.asarray(~_valid_steps(packing.lengths, steps))
-        gates[invalid] = 0
-        drecurrent[invalid] = 0
+    packing.zero_past_lengths(xp, gates, drecurrent)  # the gradients of rows that did not run
     dx, dw_ih, db_ih = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
     dw_hh = _recurrent_weight_gradient(drecurrent, h, saved.h0, xp)
     db_hh = drecurrent.reshape(steps * batch, 3 * hidden).sum(axis=0)
-    if packing is not None:
-        dx, dh = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp)
+    dx, dh = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
