@@ -168,8 +168,9 @@ def _layer_weights(params, layer, direction):
 
 
 def _layer_cell(w_ih, w_hh, bias, xt, h, c):
-    """One step of one sequence, gates in torch order ``(i, f, g, o)``."""
-    hidden = h.shape[0]
+    """One step of one sequence, gates in torch order ``(i, f, g, o)``; returns the cell
+    output ``o * tanh(c_next)`` (before any projection), ``c_next`` and the gates."""
+    hidden = c.shape[0]
     z = w_ih @ xt + w_hh @ h + bias
     i, f, o = (sigmoid(z[k * hidden : (k + 1) * hidden]) for k in (0, 1, 3))
     g = np.tanh(z[2 * hidden : 3 * hidden])
@@ -177,56 +178,70 @@ def _layer_cell(w_ih, w_hh, bias, xt, h, c):
     return o * np.tanh(c_next), c_next, (i, f, g, o)
 
 
-def layer_forward(params, x, h0, c0, lengths, num_layers, bidirectional, hidden):
+def layer_forward(
+    params, x, h0, c0, lengths, num_layers, bidirectional, hidden, proj_size=0, masks=None
+):
     """``torch.nn.LSTM`` as plain loops, one sequence and one step at a time, time-major
     ``x (T, m, in)``; ``params`` are float64 arrays named as in its ``state_dict``.
 
     Sequence ``b`` runs steps ``0 .. L_b - 1`` (the reverse direction from ``L_b - 1`` back to 0);
-    its outputs past ``L_b`` are zero. Returns ``y (T, m, D * H)``, ``h_n``, ``c_n`` and the tape
+    its outputs past ``L_b`` are zero. With ``proj_size = P > 0`` (LSTMP) the output and the
+    recurrent input are ``h_t = W_hr (o * tanh(c_t))`` of size ``P``. ``masks``, one per layer
+    but the last, multiply that layer's outputs before the next layer reads them (inverted
+    dropout, already scaled). Returns ``y (T, m, D * out)``, ``h_n``, ``c_n`` and the tape
     :func:`layer_backward` reads.
     """
     steps, batch, _ = x.shape
     directions = 2 if bidirectional else 1
+    out = proj_size or hidden
     lengths = [steps] * batch if lengths is None else [int(n) for n in lengths]
     shape = (num_layers * directions, batch, hidden)
-    h0 = np.zeros(shape) if h0 is None else np.asarray(h0, dtype=np.float64)
+    h_shape = (num_layers * directions, batch, out)
+    h0 = np.zeros(h_shape) if h0 is None else np.asarray(h0, dtype=np.float64)
     c0 = np.zeros(shape) if c0 is None else np.asarray(c0, dtype=np.float64)
-    h_n, c_n = np.zeros(shape), np.zeros(shape)
+    h_n, c_n = np.zeros(h_shape), np.zeros(shape)
     tape = []  # per layer: its input and, per (direction, sequence), the steps taken
     layer_input = np.asarray(x, dtype=np.float64)
     for layer in range(num_layers):
-        output = np.zeros((steps, batch, directions * hidden))
+        output = np.zeros((steps, batch, directions * out))
         taken = {}
         for direction in range(directions):
             weights = _layer_weights(params, layer, direction)
+            w_hr = params.get(f"weight_hr_{_suffix(layer, direction)}")
             row = layer * directions + direction
-            columns = slice(direction * hidden, (direction + 1) * hidden)
+            columns = slice(direction * out, (direction + 1) * out)
             for b in range(batch):
                 h, c = h0[row, b], c0[row, b]
                 order = range(lengths[b]) if direction == 0 else range(lengths[b] - 1, -1, -1)
                 taken[direction, b] = []
                 for t in order:
                     h_prev, c_prev = h, c
-                    h, c, gates = _layer_cell(*weights, layer_input[t, b], h_prev, c_prev)
-                    taken[direction, b].append((t, h_prev, c_prev, c, gates))
+                    cell_output, c, gates = _layer_cell(*weights, layer_input[t, b], h_prev, c_prev)
+                    h = cell_output if w_hr is None else w_hr @ cell_output
+                    taken[direction, b].append((t, h_prev, c_prev, c, gates, cell_output))
                     output[t, b, columns] = h
                 h_n[row, b], c_n[row, b] = h, c
         tape.append((layer_input, taken))
         layer_input = output
-    return layer_input, h_n, c_n, tape
+        if masks is not None and layer < num_layers - 1:
+            layer_input = output * masks[layer]
+    return output, h_n, c_n, tape
 
 
-def layer_backward(params, tape, dy, dh_n, dc_n, hidden):
+def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None):
     """Gradients of ``sum(y * dy) + sum(h_n * dh_n) + sum(c_n * dc_n)`` for the forward that
-    wrote ``tape``, back through each sequence's steps one at a time (``dh_n``/``dc_n`` may be
-    None). Returns ``dx``, ``dh0``, ``dc0`` and the parameter gradients keyed like ``params``.
+    wrote ``tape`` (with the same ``proj_size`` and ``masks``), back through each sequence's
+    steps one at a time (``dh_n``/``dc_n`` may be None). Returns ``dx``, ``dh0``, ``dc0`` and
+    the parameter gradients keyed like ``params``.
     """
     grads = {name: np.zeros(np.shape(value)) for name, value in params.items()}
     directions = 1 + max(direction for direction, _ in tape[0][1])
+    out = proj_size or hidden
     shape = (len(tape) * directions, np.shape(dy)[1], hidden)
-    dh_n = np.zeros(shape) if dh_n is None else np.asarray(dh_n, dtype=np.float64)
+    h_shape = (len(tape) * directions, np.shape(dy)[1], out)
+    dh_n = np.zeros(h_shape) if dh_n is None else np.asarray(dh_n, dtype=np.float64)
     dc_n = np.zeros(shape) if dc_n is None else np.asarray(dc_n, dtype=np.float64)
-    dh0, dc0 = np.zeros(shape), np.zeros(shape)
+    dh0, dc0 = np.zeros(h_shape), np.zeros(shape)
     d_output = np.asarray(dy, dtype=np.float64)
     for layer in reversed(range(len(tape))):
         layer_input, taken = tape[layer]
@@ -234,11 +249,15 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden):
         for (direction, b), steps in taken.items():
             suffix = _suffix(layer, direction)
             w_ih, w_hh, _ = _layer_weights(params, layer, direction)
+            w_hr = params.get(f"weight_hr_{suffix}")
             row = layer * directions + direction
-            columns = slice(direction * hidden, (direction + 1) * hidden)
+            columns = slice(direction * out, (direction + 1) * out)
             dh, dc = dh_n[row, b], dc_n[row, b]
-            for t, h_prev, c_prev, c, (i, f, g, o) in reversed(steps):
+            for t, h_prev, c_prev, c, (i, f, g, o), cell_output in reversed(steps):
                 dh = dh + d_output[t, b, columns]
+                if w_hr is not None:
+                    grads[f"weight_hr_{suffix}"] += np.outer(dh, cell_output)
+                    dh = w_hr.T @ dh  # now the gradient at o * tanh(c_t)
                 tanh_c = np.tanh(c)
                 dc = dc + dh * o * (1.0 - tanh_c**2)
                 dz = np.concatenate(
@@ -254,4 +273,6 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden):
                 dh, dc = w_hh.T @ dz, dc * f
             dh0[row, b], dc0[row, b] = dh, dc
         d_output = d_input
+        if masks is not None and layer > 0:
+            d_output = d_input * masks[layer - 1]
     return d_output, dh0, dc0, grads

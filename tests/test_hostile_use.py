@@ -74,15 +74,17 @@ def test_a_backward_that_fails_part_way_adds_no_gradients_and_says_why_it_cannot
 # --------------------------------------------------------------------------- messages (item 8)
 
 
-def test_projection_weights_from_torch_are_named_as_unsupported():
+def test_projection_weights_into_a_layer_without_proj_size_name_the_setting():
     torch = pytest.importorskip("torch")
     import xplstm
 
     source = torch.nn.LSTM(3, 4, proj_size=2)
     model = xplstm.LSTM(3, 4)
     state = {key: value.detach().numpy() for key, value in source.state_dict().items()}
-    with pytest.raises(KeyError, match="proj_size is not supported"):
+    expected = r"weight_hr_l0.*proj_size=0.*build the layer with proj_size"
+    with pytest.raises(KeyError, match=expected):
         model.load_state_dict(state)
+    xplstm.LSTM(3, 4, proj_size=2).load_state_dict(state)  # the layer that has them loads them
 
 
 def test_values_that_overflow_the_layers_dtype_are_refused_naming_the_key(tmp_path):

@@ -47,14 +47,16 @@ def run_torch(torch, module, x, h0, c0, lengths, batch_first, weights, final):
     return y, h_n, c_n
 
 
+@pytest.mark.parametrize("proj_size", [0, 2], ids=["no-projection", "proj_size=2"])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_matches_torch_in_float64(name):
+def test_matches_torch_in_float64(name, proj_size):
     torch = pytest.importorskip("torch")
     layers, bidirectional, batch_first, bias, state, lengths, final = CONFIGS[name]
     torch.manual_seed(0)
     module = torch.nn.LSTM(
-        INPUT, HIDDEN, layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional
-    ).double()
+        INPUT, HIDDEN, layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
+        proj_size=proj_size,
+    ).double()  # fmt: skip
     model = LSTM(
         INPUT,
         HIDDEN,
@@ -62,21 +64,24 @@ def test_matches_torch_in_float64(name):
         bias=bias,
         batch_first=batch_first,
         bidirectional=bidirectional,
+        proj_size=proj_size,
         dtype="float64",
     )
     model.load_state_dict({k: v.detach().numpy() for k, v in module.state_dict().items()})
 
     rng = np.random.default_rng(1)
-    rows = layers * (2 if bidirectional else 1)
+    rows, out = layers * (2 if bidirectional else 1), proj_size or HIDDEN
     x = rng.standard_normal((BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT))
-    h0 = rng.standard_normal((rows, BATCH, HIDDEN))
-    c0 = rng.standard_normal((rows, BATCH, HIDDEN)) if state == "both" else np.zeros_like(h0)
+    h0 = rng.standard_normal((rows, BATCH, out))
+    c0 = rng.standard_normal((rows, BATCH, HIDDEN))
+    if state != "both":
+        c0 = np.zeros_like(c0)
     if state == "none":
         h0 = np.zeros_like(h0)
     weights = (
-        rng.standard_normal((*x.shape[:2], rows // layers * HIDDEN)),
+        rng.standard_normal((*x.shape[:2], rows // layers * out)),
         rng.standard_normal(h0.shape),
-        rng.standard_normal(h0.shape),
+        rng.standard_normal(c0.shape),
     )
     tx, th0, tc0 = (torch.tensor(a, requires_grad=True) for a in (x, h0, c0))
     y, h_n, c_n = run_torch(torch, module, tx, th0, tc0, lengths, batch_first, weights, final)

@@ -45,7 +45,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 __all__ = ["fit", "forward", "grads", "value_and_grads"]
 
-_CONFIG_FIELDS = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional")
+_CONFIG_FIELDS = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "proj_size")
 
 
 # ------------------------------------------------------------------------------ model transport
@@ -99,6 +99,12 @@ def _batch_chunked(name: str, array: Any, batch_axis: int) -> Any:
 def _check_sequences(model: LSTM, x: Any) -> Any:
     if not isinstance(model, LSTM):
         raise TypeError(f"model must be an xplstm.LSTM, got {type(model).__name__}")
+    if model.training and model.dropout:
+        raise ValueError(
+            f"model has dropout={model.dropout} in training mode; xplstm.distributed runs "
+            "the layer without dropout (one mask stream cannot be split over chunks "
+            "reproducibly): call model.eval(), or build it with dropout=0"
+        )
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array (T, m, n_x), got {type(x).__name__}")
     if x.ndim != 3 or x.shape[2] != model.input_size:
@@ -237,7 +243,7 @@ def forward(
     shipped = _ship(_payload(model))
     steps = x.shape[0]
     rows = model.num_layers * model.num_directions
-    width = model.hidden_size * model.num_directions
+    width = model.output_size * model.num_directions
     meta = x._meta.astype(model.dtype)
     ys, hs, cs = [], [], []
     for block, batch, chunk_lengths in zip(
@@ -245,9 +251,9 @@ def forward(
     ):
         y, h_n, c_n = delayed(_forward_chunk, nout=3)(shipped, block, chunk_lengths)
         ys.append(da.from_delayed(y, (steps, batch, width), dtype=model.dtype, meta=meta))
-        state_shape = (rows, batch, model.hidden_size)
-        hs.append(da.from_delayed(h_n, state_shape, dtype=model.dtype, meta=meta))
-        cs.append(da.from_delayed(c_n, state_shape, dtype=model.dtype, meta=meta))
+        h_shape, c_shape = (rows, batch, model.output_size), (rows, batch, model.hidden_size)
+        hs.append(da.from_delayed(h_n, h_shape, dtype=model.dtype, meta=meta))
+        cs.append(da.from_delayed(c_n, c_shape, dtype=model.dtype, meta=meta))
     y = da.concatenate(ys, axis=1)
     if return_state:
         return y, (da.concatenate(hs, axis=1), da.concatenate(cs, axis=1))
@@ -278,10 +284,10 @@ def grads(
         Same keys and shapes as ``model.grads``.
     """
     x = _check_sequences(model, x)
-    expected = (x.shape[0], x.shape[1], model.hidden_size * model.num_directions)
+    expected = (x.shape[0], x.shape[1], model.output_size * model.num_directions)
     if not isinstance(dy, da.Array) or tuple(dy.shape) != expected:
         raise ValueError(
-            f"dy must be a dask array of shape {expected} (T, m, D * hidden_size) like y, got "
+            f"dy must be a dask array of shape {expected} (T, m, D * out) like y, got "
             f"{type(dy).__name__} of shape {tuple(getattr(dy, 'shape', ()))}"
         )
     dy = _aligned("dy", dy, x, batch_axis=1)

@@ -144,8 +144,10 @@ class LSTMSaved(_Record):
 
     ``x_ones`` ``(T, m, n_in + 1)`` is the input with a column of ones appended (see
     :func:`with_ones`); ``gates`` ``(T, m, 4H)`` holds the activated gates and is overwritten by
-    the backward pass with the gate gradients; ``c`` and ``h`` are ``(T, m, H)``; ``h0`` and
-    ``c0`` ``(m, H)`` are C-contiguous; ``xp`` is the backend of every array here.
+    the backward pass with the gate gradients; ``c`` is ``(T, m, H)``; ``h`` is ``(T, m, H)``,
+    or ``(T, m, P)`` with a projection ``w_hr`` ``(P, H)`` (then ``unprojected`` holds the
+    cell outputs ``o * tanh(c)`` ``(T, m, H)`` it maps to ``h``); ``h0`` ``(m, H)`` or
+    ``(m, P)`` and ``c0`` ``(m, H)`` are C-contiguous; ``xp`` is the backend of every array here.
     """
 
     x_ones: Any
@@ -161,6 +163,8 @@ class LSTMSaved(_Record):
     xp: Any
     loop: str = "cupy"
     packing: Packing | None = None
+    w_hr: Any = None  # (P, H) with a projection (LSTMP), else None
+    unprojected: Any = None  # (T, m, H) with a projection: o * tanh(c) before W_hr
 
     def window(self, start: int, stop: int) -> LSTMSaved:
         """The record of steps ``start .. stop - 1`` alone, as a forward from ``h[start - 1]``.
@@ -179,6 +183,7 @@ class LSTMSaved(_Record):
             gates=self.gates[start:stop].copy(),
             c=self.c[start:stop],
             h=self.h[start:stop],
+            unprojected=None if self.unprojected is None else self.unprojected[start:stop],
         )
 
 
@@ -347,15 +352,25 @@ def _final_gradient_schedule(final: Any, lengths: np.ndarray | None, xp: Any) ->
     }
 
 
-def _resolve_loop(xp: Any, fused: bool | None, gpu_loop: str | None) -> str:
-    """The step loop: ``"cupy"`` on NumPy (the plain loop) and for the unfused path, which is
-    separate ufunc launches by definition; else the choice. Asking for both ``fused=False``
-    and a planned ``gpu_loop`` in one call is an error."""
+def _resolve_loop(
+    xp: Any, fused: bool | None, gpu_loop: str | None, projected: bool = False
+) -> str:
+    """The step loop: ``"cupy"`` on NumPy (the plain loop), for the unfused path, which is
+    separate ufunc launches by definition, and with a projection (the planned loops have no
+    projection GEMM); else the choice. Asking for a planned ``gpu_loop`` together with
+    ``fused=False`` or a projection in one call is an error."""
     if xp is np:
         return "cupy"
     from .cuda.plan import gpu_loop as resolve
 
     loop = resolve(gpu_loop)
+    if loop != "cupy" and projected:
+        if gpu_loop is not None:
+            raise ValueError(
+                f"gpu_loop={gpu_loop!r} has no projection step; an LSTM with proj_size runs "
+                "the 'cupy' loop"
+            )
+        return "cupy"
     if loop != "cupy" and not fused_enabled(fused):
         if gpu_loop is not None:
             raise ValueError(
@@ -391,6 +406,7 @@ def lstm_forward(
     xp: Any = None,
     gpu_loop: str | None = None,
     order: np.ndarray | None = None,
+    w_hr: Any = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -398,10 +414,11 @@ def lstm_forward(
     ----------
     x : ndarray, (T, m, n_in)
     w_ih : ndarray, (4H, n_in)
-    w_hh : ndarray, (4H, H)
+    w_hh : ndarray, (4H, H), or (4H, P) with a projection
     bias : ndarray, (4H,), optional
         ``b_ih + b_hh``.
-    h0, c0 : ndarray, (m, H), optional
+    h0 : ndarray, (m, H), or (m, P) with a projection, optional
+    c0 : ndarray, (m, H), optional
         Initial states (zeros when ``None``).
     lengths : ndarray of int, (m,), optional
         Steps per sequence, each in ``1..T`` (host NumPy array, already validated).
@@ -420,48 +437,58 @@ def lstm_forward(
         With ``lengths``: the packed order to use (see :class:`Packing`); by default the
         batch sorted by decreasing length. :func:`lstm_inference` passes the order of the whole
         sequence to each chunk, so that every GEMM sees the same rows in the same order.
+    w_hr : ndarray, (P, H), optional
+        A projection (torch's ``proj_size``, LSTMP): ``h_t = (o * tanh(c_t)) @ w_hr.T`` is the
+        output and the recurrent input, ``P < H``; CuPy runs it on the ``"cupy"`` loop.
 
     Returns
     -------
-    h : ndarray, (T, m, H)
+    h : ndarray, (T, m, H), or (T, m, P) with a projection
         Outputs (zero past each length). Also kept in ``saved``: treat it as read-only until
         :func:`lstm_backward` has run.
-    h_n, c_n : ndarray, (m, H)
+    h_n : ndarray, (m, H), or (m, P) with a projection
+    c_n : ndarray, (m, H)
         Final states (at each sequence's last valid step).
     saved : LSTMSaved
     """
     if xp is None:
-        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0)
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr)
     steps, batch, _ = x.shape
-    hidden = w_hh.shape[1]
+    hidden = w_ih.shape[0] // 4
+    width = w_hh.shape[1]  # of h: H, or P with a projection
     dtype = x.dtype
     # Longest first, so each step's active sequences are the first rows.
     packing = Packing.for_call(lengths, steps, batch, order)
     x, h0, c0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp), packing.rows(c0, xp)
     lengths, active = packing.lengths, packing.active
     x_ones = with_ones(x, lengths, workspace, xp=xp)
-    h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
+    h0 = _zeros_or(h0, (batch, width), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
-    loop = _resolve_loop(xp, fused, gpu_loop)
+    loop = _resolve_loop(xp, fused, gpu_loop, projected=w_hr is not None)
     gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
-    h = allocate(workspace, "h", (steps, batch, hidden), dtype, xp)
+    h = allocate(workspace, "h", (steps, batch, width), dtype, xp)
     recurrent = allocate(workspace, "recurrent", (batch, 4 * hidden), dtype, xp)
+    unprojected = None
+    if w_hr is not None:
+        unprojected = allocate(workspace, "unprojected", (steps, batch, hidden), dtype, xp)
+        w_hr_t = xp.ascontiguousarray(w_hr.T)
     if loop == "cupy":
         cell = make_cell("lstm", xp, dtype, batch, hidden, fused=fused)
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # measured faster per step than the view
+        # With a projection the cell writes o * tanh(c_t) to unprojected[t] and one more GEMM
+        # maps it to h[t].
+        cell_output = h if unprojected is None else unprojected
         h_prev, c_prev = h0, c0
         for t, rows in enumerate(active):
-            if rows == batch:
-                xp.matmul(h_prev, w_hh_t, out=recurrent)
-                cell.forward(gates[t], recurrent, c_prev, c[t], h[t])
-            elif rows:
-                xp.matmul(h_prev[:rows], w_hh_t, out=recurrent[:rows])
-                cell.forward(gates[t, :rows], recurrent[:rows], c_prev[:rows], c[t, :rows],
-                             h[t, :rows])  # fmt: skip
-            else:
+            if not rows:
                 break  # every sequence has ended
+            xp.matmul(h_prev[:rows], w_hh_t, out=recurrent[:rows])
+            cell.forward(gates[t, :rows], recurrent[:rows], c_prev[:rows], c[t, :rows],
+                         cell_output[t, :rows])  # fmt: skip
+            if unprojected is not None:
+                xp.matmul(unprojected[t, :rows], w_hr_t, out=h[t, :rows])
             h_prev, c_prev = h[t], c[t]
     else:
         w_hh = xp.ascontiguousarray(w_hh)
@@ -472,13 +499,16 @@ def lstm_forward(
     c_n = _at_last_step(c, lengths, xp)
     # Steps past a length never ran: their h is set to +0.0 (the outputs' padding), and
     # backward reads nothing else there.
-    packing.zero_past_lengths(xp, h)
+    packing.zero_past_lengths(xp, *(h,) if unprojected is None else (h, unprojected))
     output, h_n, c_n = (
         packing.unpack(h, xp, axis=1),
         packing.unpack(h_n, xp),
         packing.unpack(c_n, xp),
     )
-    saved = LSTMSaved(x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop, packing)
+    saved = LSTMSaved(
+        x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop, packing,
+        w_hr, unprojected,
+    )  # fmt: skip
     return output, h_n, c_n, saved
 
 
@@ -494,6 +524,7 @@ def lstm_inference(
     fused: bool | None = None,
     xp: Any = None,
     gpu_loop: str | None = None,
+    w_hr: Any = None,
 ) -> tuple[Any, Any, Any]:
     """:func:`lstm_forward` without a record, for inference: ``(h, h_n, c_n)``, bitwise the same.
 
@@ -504,12 +535,12 @@ def lstm_inference(
     nothing can be backpropagated.
     """
     if xp is None:
-        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0)
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr)
     steps, batch, n_in = x.shape
-    hidden = w_hh.shape[1]
+    hidden, width = w_ih.shape[0] // 4, w_hh.shape[1]
     chunk = projection_chunk(batch, n_in + 1, w_ih.shape[0], x.dtype.itemsize, xp)
-    h = xp.empty((steps, batch, hidden), dtype=x.dtype)
-    h_n = xp.empty((batch, hidden), dtype=x.dtype)
+    h = xp.empty((steps, batch, width), dtype=x.dtype)
+    h_n = xp.empty((batch, width), dtype=x.dtype)
     c_n = xp.empty((batch, hidden), dtype=x.dtype)
     workspace = Workspace()  # one chunk's buffers, reused by the next chunk
     order = None if lengths is None else Packing.of(lengths, steps).order
@@ -522,7 +553,7 @@ def lstm_inference(
         h_part, h_prev, c_prev, _ = lstm_forward(
             x[start:stop], w_ih, w_hh, bias, h_prev, c_prev,
             lengths=part, fused=fused, workspace=workspace, xp=xp, gpu_loop=gpu_loop,
-            order=order,
+            order=order, w_hr=w_hr,
         )  # fmt: skip
         h[start:stop] = h_part
         if lengths is not None:
@@ -535,37 +566,40 @@ def lstm_inference(
     return h, h_n, c_n
 
 
-def lstm_backward(
-    dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved
-) -> tuple[Any, Any, Any, Any, Any, Any]:
+def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any, ...]:
     """Backpropagate through :func:`lstm_forward`; consumes ``saved`` (its gates are overwritten).
 
     Parameters
     ----------
-    dy : ndarray, (T, m, H), optional
+    dy : ndarray, (T, m, H), or (T, m, P) with a projection, optional
         Gradient with respect to the outputs ``h`` (``None`` for zeros). Steps past a length
         are ignored.
-    dh_n, dc_n : ndarray, (m, H), optional
+    dh_n : ndarray, (m, H), or (m, P) with a projection, optional
+    dc_n : ndarray, (m, H), optional
         Gradients with respect to the final states (``None`` for zeros).
     saved : LSTMSaved
 
     Returns
     -------
     dx : ndarray, (T, m, n_in)
-    dh0, dc0 : ndarray, (m, H)
+    dh0 : ndarray, (m, H), or (m, P) with a projection
+    dc0 : ndarray, (m, H)
     dw_ih : ndarray, (4H, n_in)
-    dw_hh : ndarray, (4H, H)
+    dw_hh : ndarray, (4H, H), or (4H, P) with a projection
     dbias : ndarray, (4H,)
         Gradient with respect to ``bias`` (and so to each of ``b_ih`` and ``b_hh``).
+    dw_hr : ndarray, (P, H)
+        Only with a projection (a seventh entry): the gradient with respect to ``w_hr``.
     """
     gates, c, lengths, xp = saved.gates, saved.c, saved.lengths, saved.xp
     steps, batch, hidden = c.shape
+    width = saved.h.shape[2]  # H, or P with a projection
     dtype = c.dtype
     packing = saved.packing or Packing.for_call(None, steps, batch)
     dy, dh_n, dc_n = packing.rows(dy, xp, axis=1), packing.rows(dh_n, xp), packing.rows(dc_n, xp)
     active = packing.active
-    dy = _zero_padding(_zeros_or(dy, (steps, batch, hidden), dtype, xp), lengths, xp)
-    dh = xp.zeros((batch, hidden), dtype=dtype)
+    dy = _zero_padding(_zeros_or(dy, (steps, batch, width), dtype, xp), lengths, xp)
+    dh = xp.zeros((batch, width), dtype=dtype)
     dc = xp.zeros((batch, hidden), dtype=dtype)
     if lengths is None:
         if dh_n is not None:
@@ -576,6 +610,11 @@ def lstm_backward(
     entries_c = _final_gradient_schedule(dc_n, lengths, xp)
 
     w_hh = saved.w_hh
+    w_hr, d_projected = saved.w_hr, None
+    if w_hr is not None:  # the gradients at h[t], kept for dW_hr; zero where a step did not run
+        d_projected = xp.zeros((steps, batch, width), dtype=dtype)
+        d_unprojected = xp.empty((batch, hidden), dtype=dtype)
+        nothing_carried = xp.zeros((batch, hidden), dtype=dtype)  # the cell adds it to its dy
     if saved.loop == "cupy":
         cell = make_cell("lstm", xp, dtype, batch, hidden, fused=saved.fused)
         for t in range(steps - 1, -1, -1):
@@ -587,13 +626,14 @@ def lstm_backward(
             if t in entries_c:
                 dc[entries_c[t]] += dc_n[entries_c[t]]
             c_prev = c[t - 1] if t > 0 else saved.c0
-            if rows == batch:
-                cell.backward(gates[t], dy[t], dh, dc, c_prev, c[t])
-                xp.matmul(gates[t], w_hh, out=dh)
-            else:
-                cell.backward(gates[t, :rows], dy[t, :rows], dh[:rows], dc[:rows],
-                              c_prev[:rows], c[t, :rows])  # fmt: skip
-                xp.matmul(gates[t, :rows], w_hh, out=dh[:rows])
+            d_output, d_carried = dy[t, :rows], dh[:rows]
+            if d_projected is not None:  # back through h[t] = unprojected[t] @ w_hr.T first
+                xp.add(d_output, d_carried, out=d_projected[t, :rows])
+                xp.matmul(d_projected[t, :rows], w_hr, out=d_unprojected[:rows])
+                d_output, d_carried = d_unprojected[:rows], nothing_carried[:rows]
+            cell.backward(gates[t, :rows], d_output, d_carried, dc[:rows], c_prev[:rows],
+                          c[t, :rows])  # fmt: skip
+            xp.matmul(gates[t, :rows], w_hh, out=dh[:rows])
     else:
         entries: dict[int, list[tuple[Any, Any, Any]]] = {}
         for schedule, final, carried in ((entries_h, dh_n, dh), (entries_c, dc_n, dc)):
@@ -607,7 +647,14 @@ def lstm_backward(
         gates, saved.x_ones, saved.h, saved.h0, saved.w_ih, xp
     )
     dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
-    return dx, dh, dc, dw_ih, dw_hh, dbias
+    if d_projected is None:
+        return dx, dh, dc, dw_ih, dw_hh, dbias
+    # dW_hr = sum over steps of dh_total[t].T @ unprojected[t]: one GEMM (padding is zero in both)
+    dw_hr = xp.matmul(
+        d_projected.reshape(steps * batch, width).T,
+        saved.unprojected.reshape(steps * batch, hidden),
+    )
+    return dx, dh, dc, dw_ih, dw_hh, dbias, dw_hr
 
 
 def rnn_forward(

@@ -48,6 +48,9 @@ class GRU(RecurrentLayer):
     batch_first : bool, default False
         Inputs and outputs are ``(m, T, features)`` instead of ``(T, m, features)``. The state
         is ``(num_layers * D, m, H)`` either way, as in torch.
+    dropout : float, default 0.0
+        In training mode, dropout on the outputs of every layer but the last, as in torch
+        (see :class:`xplstm.LSTM`).
     bidirectional : bool, default False
         Add a reverse direction (``D = 2``); its parameters carry the suffix ``_reverse``.
     dtype : str or numpy dtype, default "float32"
@@ -89,6 +92,25 @@ class GRU(RecurrentLayer):
     _FORMAT = GRU_LAYER_FORMAT
     _STATE_MEMBERS = ("h",)
 
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = "float32",
+        device: str = "cpu",
+        seed: Any = None,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+            dropout=dropout, bidirectional=bidirectional, dtype=dtype, device=device, seed=seed,
+        )  # fmt: skip
+
     def _check_state(self, name: str, value: Any, batch: int) -> list[Any]:
         label = "h0" if name == "state" else "dh_n"
         if value is None:
@@ -99,7 +121,7 @@ class GRU(RecurrentLayer):
                 f"state), got a {type(value).__name__}"
             )
         array = check_device_array(label, value, _STATE_LAYOUT, self._placement, self.dtype)
-        expected = self._state_shape(batch)
+        (expected,) = self._state_shapes(batch)
         if tuple(array.shape) != expected:
             raise ValueError(
                 f"{label} has shape {tuple(array.shape)} but {expected} {_STATE_LAYOUT} "
@@ -113,12 +135,12 @@ class GRU(RecurrentLayer):
     def _forward_direction(
         self,
         sequence: Any,
-        weights: tuple[Any, Any, Any, Any],
+        weights: tuple[Any, Any, Any, Any, Any],
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
     ) -> tuple[Any, list[Any], Any]:
-        w_ih, w_hh, b_ih, b_hh = weights
+        w_ih, w_hh, b_ih, b_hh, _ = weights  # a GRU has no projection
         h, h_last, kept = engine.gru_forward(
             sequence, w_ih, w_hh, b_ih, b_hh, initial[0],
             lengths=lengths, workspace=workspace, xp=self._placement.xp,
@@ -129,9 +151,9 @@ class GRU(RecurrentLayer):
 
     def _backward_direction(
         self, d_output: Any, d_final: list[Any], saved: Any
-    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any]]:
+    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = engine.gru_backward(d_output, d_final[0], saved)
-        return dx, [dh0], (dw_ih, dw_hh, db_ih, db_hh)
+        return dx, [dh0], (dw_ih, dw_hh, db_ih, db_hh, None)
 
     def forward(self, x: Any, h0: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
         """Run the GRU over a batch of sequences: ``(y, h_n)``.

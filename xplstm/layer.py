@@ -30,7 +30,8 @@ class LSTM(RecurrentLayer):
 
         i, f, g, o = split(x_t @ W_ih.T + b_ih + h_{t-1} @ W_hh.T + b_hh)
         c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
-        h_t = sigmoid(o) * tanh(c_t)
+        h_t = sigmoid(o) * tanh(c_t)                 # proj_size = 0
+        h_t = (sigmoid(o) * tanh(c_t)) @ W_hr.T      # proj_size = P > 0 (LSTMP)
 
     Parameters
     ----------
@@ -44,9 +45,19 @@ class LSTM(RecurrentLayer):
         Learn ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (absent when False).
     batch_first : bool, default False
         Inputs and outputs are ``(m, T, features)`` instead of ``(T, m, features)``. States are
-        ``(num_layers * D, m, H)`` either way, as in torch.
+        ``(num_layers * D, m, features)`` either way, as in torch.
+    dropout : float, default 0.0
+        In training mode (:meth:`train`, the default of a new layer), each output of every
+        layer but the last is zeroed with this probability before the next layer reads it, and
+        the others are scaled by ``1 / (1 - dropout)``, as in torch; in ``[0, 1)``. The masks
+        come from the layer's own generator (seeded by ``seed``) and the backward uses the same
+        masks. :meth:`eval` turns it off.
     bidirectional : bool, default False
         Add a reverse direction (``D = 2``); its parameters carry the suffix ``_reverse``.
+    proj_size : int, default 0
+        With ``0 < P < H``, an LSTM with projections (torch's ``proj_size``): ``h_t`` has ``P``
+        features (``weight_hr_l{k}`` ``(P, H)``, ``weight_hh_l{k}`` ``(4H, P)``), and so do the
+        outputs and ``h_n``; ``c_n`` keeps ``H``. Layer ``k > 0`` takes ``D * P`` features.
     dtype : str or numpy dtype, default "float32"
         ``float32`` or ``float64``: the type of the parameters, of every computation and of
         every output. Inputs of other real types are converted to it.
@@ -62,6 +73,13 @@ class LSTM(RecurrentLayer):
     grads : dict of str to ndarray
         Parameter gradients, same keys and shapes as :meth:`state_dict`, on the layer's device.
         :meth:`backward` adds to them; :meth:`zero_grad` resets them to zero.
+    training : bool
+        Training mode (dropout active); set by :meth:`train` and :meth:`eval`.
+    generator : numpy.random.Generator
+        Draws the dropout masks: per forward in training mode, for each layer ``k`` but the last
+        in turn, ``keep = generator.random((T, m, D * out), dtype=float32) >= dropout``
+        (time-major), applied as ``keep / (1 - dropout)``. Seeded from ``seed``; restore its
+        ``bit_generator.state`` to replay a forward's masks.
 
     Notes
     -----
@@ -109,9 +127,12 @@ class LSTM(RecurrentLayer):
         return self._state_pair(name, value, members, batch)
 
     def _state_pair(self, name: str, pair: Any, members: tuple[str, str], batch: int) -> list:
-        """``[h, c]`` from a ``(h, c)`` pair, each ``(num_layers * D, m, H)`` or ``None``."""
-        expected = self._state_shape(batch)
-        return check_state_pair(name, pair, members, expected, self._placement, self.dtype)
+        """``[h, c]`` from a ``(h, c)`` pair: ``h`` ``(num_layers * D, m, out)``, ``c``
+        ``(num_layers * D, m, H)``, each or ``None``."""
+        h_shape, c_shape = self._state_shapes(batch)
+        return check_state_pair(
+            name, pair, members, (h_shape, c_shape), self._placement, self.dtype
+        )
 
     def _state_result(self, states: list[Any]) -> tuple[Any, Any]:
         return states[0], states[1]
@@ -119,27 +140,28 @@ class LSTM(RecurrentLayer):
     def _forward_direction(
         self,
         sequence: Any,
-        weights: tuple[Any, Any, Any, Any],
+        weights: tuple[Any, Any, Any, Any, Any],
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
     ) -> tuple[Any, list[Any], Any]:
-        w_ih, w_hh, b_ih, b_hh = weights
+        w_ih, w_hh, b_ih, b_hh, w_hr = weights
         bias = None if b_ih is None else b_ih + b_hh
         xp = self._placement.xp
         arguments = (sequence, w_ih, w_hh, bias, initial[0], initial[1])
         if workspace is None:
-            h, h_last, c_last = engine.lstm_inference(*arguments, lengths=lengths, xp=xp)
+            h, h_last, c_last = engine.lstm_inference(*arguments, lengths=lengths, xp=xp, w_hr=w_hr)
             return h, [h_last, c_last], None
         h, h_last, c_last, kept = engine.lstm_forward(
-            *arguments, lengths=lengths, workspace=workspace, xp=xp
+            *arguments, lengths=lengths, workspace=workspace, xp=xp, w_hr=w_hr
         )
         return h, [h_last, c_last], kept
 
     def _backward_direction(
         self, d_output: Any, d_final: list[Any], saved: Any
-    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any]]:
-        dx, dh0, dc0, dw_ih, dw_hh, dbias = engine.lstm_backward(
+    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
+        dx, dh0, dc0, dw_ih, dw_hh, dbias, *projection = engine.lstm_backward(
             d_output, d_final[0], d_final[1], saved
         )
-        return dx, [dh0, dc0], (dw_ih, dw_hh, dbias, dbias)
+        dw_hr = projection[0] if projection else None
+        return dx, [dh0, dc0], (dw_ih, dw_hh, dbias, dbias, dw_hr)

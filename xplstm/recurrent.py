@@ -18,9 +18,11 @@ back. Stacked layers take the concatenated outputs of both directions.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -39,6 +41,8 @@ from .validation import (
     check_dtype,
     check_flag,
     check_lengths,
+    check_probability,
+    check_projection,
     check_seed,
     check_size,
     import_array,
@@ -55,6 +59,7 @@ class _ForwardRecord:
     """What :meth:`RecurrentLayer.forward` keeps for :meth:`RecurrentLayer.backward`."""
 
     saved: list[Any]  # the engine's record per (layer, direction), row order of h_n; None once used
+    masks: list[Any]  # the dropout masks applied to each layer's outputs but the last's, or []
     reversal: Reversal  # used by the reverse direction only
     output_shape: tuple[int, ...]
     batch: int
@@ -102,20 +107,33 @@ class RecurrentLayer:
         *,
         bias: bool = True,
         batch_first: bool = False,
+        dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
         dtype: Any = "float32",
         device: str = "cpu",
         seed: Any = None,
     ) -> None:
         self._configure(
-            input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device
-        )
+            input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device,
+            dropout=dropout, proj_size=proj_size,
+        )  # fmt: skip
+        if self.dropout and self.num_layers == 1:
+            warnings.warn(
+                f"dropout={self.dropout} acts between stacked layers (on the outputs of all "
+                "but the last), so with num_layers=1 it does nothing (as in torch)",
+                UserWarning,
+                stacklevel=3,
+            )
         rng = check_seed(seed)
         bound = 1.0 / math.sqrt(self.hidden_size)
         with self._device_scope():
             for name, shape in self._parameter_shapes().items():
                 values = rng.uniform(-bound, bound, size=shape)
                 self._parameters[name] = self._placement.xp.asarray(values, dtype=self.dtype)
+        # The dropout masks' own stream, seeded from the same seed after the parameters: a layer
+        # built again with that seed draws the same masks.
+        self.generator = np.random.default_rng(int(rng.integers(2**63)))
         self.zero_grad()
 
     def _configure(
@@ -128,6 +146,9 @@ class RecurrentLayer:
         bidirectional: Any,
         dtype: Any,
         device: Any,
+        *,
+        dropout: Any = 0.0,
+        proj_size: Any = 0,
     ) -> None:
         """Check and store the configuration; parameters and grads are left empty."""
         self.input_size = check_size("input_size", input_size)
@@ -136,9 +157,13 @@ class RecurrentLayer:
         self.bias = check_flag("bias", bias)
         self.batch_first = check_flag("batch_first", batch_first)
         self.bidirectional = check_flag("bidirectional", bidirectional)
+        self.dropout = check_probability("dropout", dropout)
+        self.proj_size = check_projection(proj_size, self.hidden_size)
         self.dtype = check_dtype(dtype)
         self._placement = select_device(device)
         self.device = self._placement.name
+        self.training = True  # train() / eval(), as torch's modules
+        self.generator = np.random.default_rng()
         self._parameters: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self._per_thread = _PerThread()
@@ -166,7 +191,8 @@ class RecurrentLayer:
         """
         model = cls.__new__(cls)
         model._configure(**config, device="cpu")
-        count = model.num_layers * model.num_directions * (4 if model.bias else 2)
+        per_direction = (4 if model.bias else 2) + (1 if model.proj_size else 0)
+        count = model.num_layers * model.num_directions * per_direction
         if count > 2 * members + 8:
             raise ValueError(
                 f"its configuration describes {count} parameters, the file holds {members}"
@@ -184,32 +210,54 @@ class RecurrentLayer:
         return 2 if self.bidirectional else 1
 
     @property
+    def output_size(self) -> int:
+        """Features of ``h`` per direction: ``proj_size`` when set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    def train(self, mode: bool = True) -> Any:
+        """Set training mode (``mode=True``, the default of a new layer) or evaluation mode.
+
+        Dropout (``dropout > 0``) acts only in training mode, as in torch. Returns the layer.
+        """
+        self.training = check_flag("mode", mode)
+        return self
+
+    def eval(self) -> Any:
+        """Evaluation mode: ``train(False)``. Returns the layer."""
+        return self.train(False)
+
+    @property
     def xp(self) -> ModuleType:
         """The array module of the layer's device: ``numpy`` or ``cupy``."""
         return self._placement.xp
 
-    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
+    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str, str]:
+        """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` and ``weight_hr`` names of one
+        layer and direction (the biases and the projection exist only when configured)."""
         suffix = f"l{layer}" + ("_reverse" if direction == 1 else "")
         return (
             f"weight_ih_{suffix}",
             f"weight_hh_{suffix}",
             f"bias_ih_{suffix}",
             f"bias_hh_{suffix}",
+            f"weight_hr_{suffix}",
         )
 
     def _parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter names and shapes in torch's order."""
-        gates, hidden = self._GATES * self.hidden_size, self.hidden_size
+        gates, hidden, out = self._GATES * self.hidden_size, self.hidden_size, self.output_size
         shapes: dict[str, tuple[int, ...]] = {}
         for layer in range(self.num_layers):
-            width = self.input_size if layer == 0 else hidden * self.num_directions
+            width = self.input_size if layer == 0 else out * self.num_directions
             for direction in range(self.num_directions):
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._names(layer, direction)
                 shapes[w_ih] = (gates, width)
-                shapes[w_hh] = (gates, hidden)
+                shapes[w_hh] = (gates, out)
                 if self.bias:
                     shapes[b_ih] = (gates,)
                     shapes[b_hh] = (gates,)
+                if self.proj_size:
+                    shapes[w_hr] = (out, hidden)
         return shapes
 
     def __getattr__(self, name: str) -> Any:
@@ -241,9 +289,11 @@ class RecurrentLayer:
         -------
         dict of str to ndarray
             ``weight_ih_l{k}[_reverse]`` ``(G*H, in_k)``, ``weight_hh_l{k}[_reverse]``
-            ``(G*H, H)`` and, with ``bias``, ``bias_ih_l{k}[_reverse]``,
-            ``bias_hh_l{k}[_reverse]`` ``(G*H,)`` (``G`` = 4 for the LSTM, 3 for the GRU);
-            ``in_0 = input_size``, ``in_k = D * H`` for ``k > 0``. On the layer's device.
+            ``(G*H, out)``, with ``bias`` ``bias_ih_l{k}[_reverse]`` and
+            ``bias_hh_l{k}[_reverse]`` ``(G*H,)``, and with ``proj_size`` ``P > 0``
+            ``weight_hr_l{k}[_reverse]`` ``(P, H)`` (``G`` = 4 for the LSTM, 3 for the GRU;
+            ``out`` = ``P`` or ``H``); ``in_0 = input_size``, ``in_k = D * out`` for ``k > 0``.
+            On the layer's device.
         """
         with self._device_scope():
             return {name: array.copy() for name, array in self._parameters.items()}
@@ -285,10 +335,14 @@ class RecurrentLayer:
         unexpected = [key for key in state_dict if key not in shapes]
         projections = [key for key in unexpected if str(key).startswith("weight_hr_l")]
         if projections:
+            hint = (
+                "build the layer with proj_size equal to their first dimension"
+                if self._GATES == 4
+                else f"xplstm.{type(self).__name__} has no projections"
+            )
             raise KeyError(
                 f"state_dict holds projection weights {projections} (torch's LSTM with "
-                f"proj_size > 0); xplstm.{type(self).__name__} has no projections: proj_size "
-                "is not supported"
+                f"proj_size > 0) but this layer has proj_size={self.proj_size}: {hint}"
             )
         if unexpected:
             raise KeyError(
@@ -354,6 +408,8 @@ class RecurrentLayer:
             Always a new layer, even on the same device; it has no pending forward.
         """
         model = type(self)._uninitialized(self._config(), device)
+        model.training = self.training
+        model.generator = copy.deepcopy(self.generator)  # draws the masks this one would
         model.load_state_dict(self._parameters)
         with model._device_scope():
             for name, gradient in self.grads.items():
@@ -411,9 +467,13 @@ class RecurrentLayer:
         """An input array on the layer's device, converted to the layer's dtype (may not copy)."""
         return check_device_array(name, value, layout, self._placement, self.dtype)
 
-    def _state_shape(self, batch: int) -> tuple[int, int, int]:
-        """The shape of each state array: ``(num_layers * D, m, H)``."""
-        return (self.num_layers * self.num_directions, batch, self.hidden_size)
+    def _state_shapes(self, batch: int) -> list[tuple[int, int, int]]:
+        """The shape of each state array, one per :attr:`_STATE_MEMBERS`: ``(num_layers * D, m,
+        out)`` for ``h`` (``out`` = ``proj_size`` or ``H``), ``(num_layers * D, m, H)`` for
+        ``c``."""
+        rows = self.num_layers * self.num_directions
+        widths = {"h": self.output_size, "c": self.hidden_size}
+        return [(rows, batch, widths[member]) for member in self._STATE_MEMBERS]
 
     # ----------------------------------------------------------------------- what a cell adds
 
@@ -429,14 +489,15 @@ class RecurrentLayer:
     def _forward_direction(
         self,
         sequence: Any,
-        weights: tuple[Any, Any, Any, Any],
+        weights: tuple[Any, Any, Any, Any, Any],
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
     ) -> tuple[Any, list[Any], Any]:
         """One layer and direction forward: ``(h, final states, engine record)``.
 
-        ``weights`` are ``(W_ih, W_hh, b_ih, b_hh)`` (biases ``None`` without bias);
+        ``weights`` are ``(W_ih, W_hh, b_ih, b_hh, W_hr)`` (biases ``None`` without bias,
+        ``W_hr`` without a projection);
         ``initial`` one ``(m, H)`` array or ``None`` per state. ``workspace`` is ``None``
         under :class:`xplstm.no_grad`: then nothing is recorded (the record is ``None``).
         """
@@ -444,9 +505,10 @@ class RecurrentLayer:
 
     def _backward_direction(
         self, d_output: Any, d_final: list[Any], saved: Any
-    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any]]:
+    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
         """One layer and direction backward: ``(dx, initial-state gradients, (dW_ih, dW_hh,
-        db_ih, db_hh))``; ``d_output`` and the ``d_final`` entries may be ``None``."""
+        db_ih, db_hh, dW_hr))`` (``dW_hr`` ``None`` without a projection); ``d_output`` and
+        the ``d_final`` entries may be ``None``."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------------- forward and backward
@@ -513,7 +575,7 @@ class RecurrentLayer:
         layer_input = time_major  # the engine keeps its own copy (with_ones) for backward
         reversal = Reversal(lengths, steps, batch, xp)
 
-        finals = [xp.empty(self._state_shape(batch), dtype=self.dtype) for _ in initial]
+        finals = [xp.empty(shape, dtype=self.dtype) for shape in self._state_shapes(batch)]
         local, generation = self._per_thread, self._generation
         # Under xplstm.no_grad() the engine keeps no record and runs a chunk of steps at a time
         # in buffers of its own, so a pending recorded forward stays pending (as in torch).
@@ -522,12 +584,12 @@ class RecurrentLayer:
             local.record = None  # its buffers are about to be reused
             local.broken_backward = False
         local.no_grad_forward = not recording
-        saved = []
+        saved, masks = [], []
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(directions):
                 row = layer * directions + direction
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._names(layer, direction)
                 parameters = self._parameters
                 sequence = layer_input if direction == 0 else reversal(layer_input)
                 weights = (
@@ -535,6 +597,7 @@ class RecurrentLayer:
                     parameters[w_hh],
                     parameters[b_ih] if self.bias else None,
                     parameters[b_hh] if self.bias else None,
+                    parameters[w_hr] if self.proj_size else None,
                 )
                 first = [None if state is None else state[row].copy() for state in initial]
                 workspace = local.workspaces.setdefault(row, Workspace()) if recording else None
@@ -547,14 +610,24 @@ class RecurrentLayer:
                     final[row] = value
                 outputs.append(h if direction == 0 else reversal(h))
             layer_input = outputs[0] if directions == 1 else xp.concatenate(outputs, axis=2)
+            if self.training and self.dropout and layer < self.num_layers - 1:
+                masks.append(self._dropout_mask(layer_input.shape))
+                layer_input = layer_input * masks[-1]  # a new array: the engine keeps its own
 
         y = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
         if not recording:  # the engine's h is a new array: no copy (and no second output)
             return xp.ascontiguousarray(y), self._state_result(finals)
         # With one direction y is the engine's own output buffer: hand out a copy.
         y = xp.array(y, order="C", copy=True) if directions == 1 else xp.ascontiguousarray(y)
-        local.record = _ForwardRecord(saved, reversal, tuple(y.shape), batch, generation)
+        local.record = _ForwardRecord(saved, masks, reversal, tuple(y.shape), batch, generation)
         return y, self._state_result(finals)
+
+    def _dropout_mask(self, shape: tuple[int, ...]) -> Any:
+        """Inverted dropout: ``0`` with probability ``dropout``, else ``1 / (1 - dropout)``,
+        drawn on the host from the layer's own generator (the same masks on every device)."""
+        keep = self.generator.random(shape, dtype=np.float32) >= self.dropout
+        scale = np.asarray(1.0 / (1.0 - self.dropout), dtype=self.dtype)
+        return self._placement.xp.asarray(keep * scale)
 
     def backward(self, dy: Any, dstate: Any = None) -> tuple[Any, Any]:
         """Backpropagate through the last :meth:`forward`; add parameter gradients to :attr:`grads`.
@@ -619,7 +692,7 @@ class RecurrentLayer:
             )
         xp = self._placement.xp
         if dy is not None:
-            layout = "(m, T, D * hidden_size)" if self.batch_first else "(T, m, D * hidden_size)"
+            layout = "(m, T, D * out)" if self.batch_first else "(T, m, D * out)"
             dy = self._as_layer_array("dy", dy, layout)
             if tuple(dy.shape) != record.output_shape:
                 raise ValueError(
@@ -645,22 +718,25 @@ class RecurrentLayer:
     ) -> tuple[Any, list[Any], list[tuple[str, Any]]]:
         """``dx``, the initial-state gradients and the parameter gradients as
         ``(name, gradient)`` pairs."""
-        xp, hidden, directions = self._placement.xp, self.hidden_size, self.num_directions
+        xp, out, directions = self._placement.xp, self.output_size, self.num_directions
         gradients: list[tuple[str, Any]] = []
-        d_initial = [xp.empty(self._state_shape(record.batch), dtype=self.dtype) for _ in d_final]
+        shapes = self._state_shapes(record.batch)
+        d_initial = [xp.empty(shape, dtype=self.dtype) for shape in shapes]
         d_output = dy
         for layer in range(self.num_layers - 1, -1, -1):
+            if record.masks and layer < self.num_layers - 1 and d_output is not None:
+                d_output = d_output * record.masks[layer]  # back through this layer's dropout
             d_input = None
             for direction in range(directions):
                 row = layer * directions + direction
                 d_part = d_output
                 if d_output is not None and directions == 2:
-                    d_part = d_output[:, :, direction * hidden : (direction + 1) * hidden]
+                    d_part = d_output[:, :, direction * out : (direction + 1) * out]
                     if direction == 1:
                         d_part = record.reversal(d_part)
                     else:
                         d_part = xp.ascontiguousarray(d_part)
-                dx, d_first, (dw_ih, dw_hh, db_ih, db_hh) = self._backward_direction(
+                dx, d_first, (dw_ih, dw_hh, db_ih, db_hh, dw_hr) = self._backward_direction(
                     d_part,
                     [None if final is None else final[row] for final in d_final],
                     record.saved[row],
@@ -674,10 +750,12 @@ class RecurrentLayer:
                     d_input += dx
                 for gradient, value in zip(d_initial, d_first, strict=True):
                     gradient[row] = value
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, direction)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._names(layer, direction)
                 gradients += [(w_ih, dw_ih), (w_hh, dw_hh)]
                 if self.bias:
                     gradients += [(b_ih, db_ih), (b_hh, db_hh)]
+                if self.proj_size:
+                    gradients.append((w_hr, dw_hr))
             d_output = d_input
 
         dx = d_output.transpose(1, 0, 2) if self.batch_first else d_output
@@ -694,8 +772,12 @@ class RecurrentLayer:
             parts.append("bias=False")
         if self.batch_first:
             parts.append("batch_first=True")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
         if self.bidirectional:
             parts.append("bidirectional=True")
+        if self.proj_size:
+            parts.append(f"proj_size={self.proj_size}")
         if self.dtype != np.float32:
             parts.append(f"dtype={self.dtype.name}")
         if self.device != "cpu":

@@ -74,6 +74,9 @@ LAYER_ARGUMENTS = (
     "batch_first",
     "bidirectional",
 )
+# Arguments stored only where they differ from these defaults, so files of layers without them
+# read the same in older versions, and older files (without them) read here.
+OPTIONAL_LAYER_ARGUMENTS = {"dropout": 0.0, "proj_size": 0}
 
 LSTM_PREFIX = "lstm."
 LSTM_CONFIG_KEY = LSTM_PREFIX + "config"
@@ -98,6 +101,9 @@ FINAL_CHECKPOINT = "final.npz"
 def layer_config(layer: Any) -> dict[str, Any]:
     """The constructor arguments of ``layer`` that a checkpoint stores (``dtype`` by name)."""
     config = {name: getattr(layer, name) for name in LAYER_ARGUMENTS}
+    for name, default in OPTIONAL_LAYER_ARGUMENTS.items():
+        if getattr(layer, name) != default:
+            config[name] = getattr(layer, name)
     config["dtype"] = np.dtype(layer.dtype).name
     return config
 
@@ -256,7 +262,8 @@ def _read_config(path: str, config: Any, layer_format: str = LAYER_FORMAT) -> di
     missing = [key for key in (*LAYER_ARGUMENTS, "dtype") if key not in config]
     if missing:
         raise ValueError(f"{path} is an {layer_format} checkpoint without {missing}")
-    return {key: config[key] for key in (*LAYER_ARGUMENTS, "dtype")}
+    optional = [key for key in OPTIONAL_LAYER_ARGUMENTS if key in config]
+    return {key: config[key] for key in (*LAYER_ARGUMENTS, *optional, "dtype")}
 
 
 # --------------------------------------------------------------------------- training-state codec

@@ -95,6 +95,36 @@ def check_size(name: str, value: Any) -> int:
     return size
 
 
+def check_probability(name: str, value: Any) -> float:
+    """``value`` as a float in ``[0, 1)`` (a dropout rate); bools and non-numbers are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__} {value!r}")
+    probability = float(value)
+    if not 0.0 <= probability < 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return probability
+
+
+def check_projection(proj_size: Any, hidden_size: int) -> int:
+    """``proj_size`` as an int in ``0 .. hidden_size - 1`` (0: no projection), as torch checks."""
+    if isinstance(proj_size, (bool, np.bool_)):
+        raise TypeError(f"proj_size must be a non-negative int, got {proj_size!r}")
+    try:
+        size = operator.index(proj_size)
+    except TypeError:
+        raise TypeError(
+            f"proj_size must be a non-negative int, got {type(proj_size).__name__} {proj_size!r}"
+        ) from None
+    if size < 0:
+        raise ValueError(f"proj_size must be a non-negative int, got {size}")
+    if size >= hidden_size:
+        raise ValueError(
+            f"proj_size must be smaller than hidden_size (got proj_size={size}, "
+            f"hidden_size={hidden_size})"
+        )
+    return size
+
+
 def check_flag(name: str, value: Any) -> bool:
     """``value`` as a bool; only ``True``, ``False`` and NumPy bools pass."""
     if not isinstance(value, (bool, np.bool_)):
@@ -259,7 +289,7 @@ def check_state_pair(
     name: str,
     pair: Any,
     members: tuple[str, str],
-    expected: tuple[int, int, int],
+    expected: tuple[tuple[int, int, int], tuple[int, int, int]],
     device: SelectedDevice,
     dtype: np.dtype,
 ) -> list[Any]:
@@ -270,11 +300,11 @@ def check_state_pair(
     name : str
         The argument (``"state"``, ``"dstate"``).
     pair : tuple or list of two arrays or None, or None
-        Each member ``(num_layers * num_directions, m, hidden_size)`` or ``None`` (zeros).
+        Each member ``(num_layers * num_directions, m, features)`` or ``None`` (zeros).
     members : pair of str
         The members' names, e.g. ``("h0", "c0")``.
-    expected : tuple of int
-        The members' shape.
+    expected : pair of tuple of int
+        The members' shapes (``h`` has ``proj_size`` features with a projection).
     device, dtype
         As for :func:`check_device_array`.
 
@@ -288,17 +318,17 @@ def check_state_pair(
         raise TypeError(
             f"{name} must be a pair ({members[0]}, {members[1]}) or None, got {type(pair).__name__}"
         )
-    layout = "(num_layers * num_directions, m, hidden_size)"
+    layout = "(num_layers * num_directions, m, features)"
     checked: list[Any] = []
-    for position, (member, value) in enumerate(zip(members, pair, strict=True)):
+    for position, (member, value, shape) in enumerate(zip(members, pair, expected, strict=True)):
         label = f"{name}[{position}] ({member})"
         if value is None:
             checked.append(None)
             continue
         array = check_device_array(label, value, layout, device, dtype)
-        if tuple(array.shape) != expected:
+        if tuple(array.shape) != shape:
             raise ValueError(
-                f"{label} has shape {tuple(array.shape)} but {expected} {layout} was expected"
+                f"{label} has shape {tuple(array.shape)} but {shape} {layout} was expected"
             )
         checked.append(array)
     return checked
