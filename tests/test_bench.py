@@ -86,3 +86,34 @@ def test_peak_memory_lies_between_the_arrays_a_step_must_hold_and_a_factor_of_th
 def test_bad_size_is_a_usage_error():
     with pytest.raises(SystemExit):
         bench.main(["--size", "1,2,3"])
+
+
+def test_bench_times_the_gru_and_the_projected_lstm_next_to_their_torch_peers(tmp_path, capsys):
+    report = tmp_path / "bench.json"
+    status = bench.main(
+        ["--cell", "gru", "--proj-size", "3", "--size", "4,8,3,5", "--dtype", "float32",
+         "--backend", "numpy", "--rounds", "1", "--pause", "0", "--no-memory",
+         "--json", str(report)]
+    )  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    gru, projected = json.loads(report.read_text())["cases"]
+    assert (gru["cell"], gru["proj_size"]) == ("gru", 0)
+    assert (projected["cell"], projected["proj_size"]) == ("lstm", 3)
+    assert "gru numpy float32" in printed and "lstm proj_size=3 numpy float32" in printed
+    # The course has neither cell: those cases time xplstm, the GEMM floor and torch.
+    peers = ["gemm floor"] + (["torch"] if find_spec("torch") else [])
+    for case in (gru, projected):
+        assert set(case["times_ms"]) == {
+            f"{peer} {kind}" for peer in ["xplstm", *peers] for kind in KINDS
+        }
+        assert set(case["ratios"]) == {
+            f"xplstm {kind} / {peer}" for peer in peers for kind in KINDS
+        }
+
+
+@pytest.mark.parametrize("proj_size", ["8", "-1"])
+def test_a_projection_outside_the_hidden_size_is_a_usage_error(proj_size, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--size", "4,8,3,5", "--proj-size", proj_size])
+    assert "--proj-size must be between 1 and the hidden size - 1" in capsys.readouterr().err

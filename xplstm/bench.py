@@ -2,12 +2,16 @@
 
 Peers, each run on the same weights and data:
 
-- ``xplstm``: the :class:`xplstm.LSTM` layer (NumPy; CuPy too when a GPU is usable);
+- ``xplstm``: the :class:`xplstm.LSTM` layer (NumPy; CuPy too when a GPU is usable), or with
+  ``--cell gru`` the :class:`xplstm.GRU` layer, or with ``--proj-size P`` the LSTM with
+  projections;
 - ``course loop``: the step-by-step course formulation (per-step concatenation, four gate
-  products, fresh arrays every step), on the same backend;
+  products, fresh arrays every step), on the same backend (plain LSTM only: the course has
+  neither GRU nor projections);
 - ``gemm floor``: the engine's matrix products alone, without the pointwise work: the limit a
   NumPy implementation can approach;
-- ``torch``: ``torch.nn.LSTM`` when torch is installed (oneDNN/MKL on CPU, cuDNN on CUDA).
+- ``torch``: ``torch.nn.LSTM`` (with the same ``proj_size``) or ``torch.nn.GRU`` when torch is
+  installed (oneDNN/MKL on CPU, cuDNN on CUDA).
 
 Times are medians over interleaved rounds (every peer once per round, in turn), with a short pause
 before each timed call so no library's idle worker threads steal the next one's cores.
@@ -31,8 +35,10 @@ import numpy as np
 from . import __version__
 from .atomic import write_json_atomic
 from .backend import asnumpy
+from .gru import GRU
 from .layer import LSTM
 from .numerics import sigmoid
+from .recurrent import RecurrentLayer
 from .training.device import cpu_model, pointwise_paths
 
 __all__ = ["main", "measure_inference_memory", "measure_memory", "run"]
@@ -49,11 +55,14 @@ class Case:
     batch: int
     steps: int
     times_ms: dict[str, float] = field(default_factory=dict)
+    cell: str = "lstm"  # "lstm" or "gru"
+    proj_size: int = 0  # LSTM only
 
     @property
     def label(self) -> str:
+        cell = self.cell if not self.proj_size else f"lstm proj_size={self.proj_size}"
         return (
-            f"{self.backend} {self.dtype} n_x={self.input_size} n_a={self.hidden_size} "
+            f"{cell} {self.backend} {self.dtype} n_x={self.input_size} n_a={self.hidden_size} "
             f"m={self.batch} T={self.steps}"
         )
 
@@ -125,37 +134,49 @@ def _course_parameters(model: LSTM) -> dict[str, Any]:
     return params
 
 
-def _gemm_floor(model: LSTM, x: Any) -> tuple[Callable, Callable]:
-    """The engine's matrix products alone: input projection, one recurrent GEMM per step, and
-    in backward one GEMM per step plus the weight and input gradient GEMMs."""
-    xp, hidden = model.xp, model.hidden_size
+def _gemm_floor(model: RecurrentLayer, x: Any) -> tuple[Callable, Callable]:
+    """The engine's matrix products alone: input projection, one recurrent GEMM per step (and
+    the projection GEMM with ``proj_size``), and in backward the same per step plus the weight
+    and input gradient GEMMs."""
+    xp, hidden, out = model.xp, model.hidden_size, model.output_size
     steps, batch, n_in = x.shape
     state = model.state_dict()
-    w_ih, w_hh = state["weight_ih_l0"], state["weight_hh_l0"]
-    gates = xp.empty((steps, batch, 4 * hidden), dtype=x.dtype)
-    h = xp.zeros((steps, batch, hidden), dtype=x.dtype)
-    recurrent = xp.empty((batch, 4 * hidden), dtype=x.dtype)
-    dh = xp.empty((batch, hidden), dtype=x.dtype)
+    w_ih, w_hh, w_hr = state["weight_ih_l0"], state["weight_hh_l0"], state.get("weight_hr_l0")
+    width = w_ih.shape[0]  # G * H gates
+    gates = xp.empty((steps, batch, width), dtype=x.dtype)
+    h = xp.zeros((steps, batch, out), dtype=x.dtype)
+    cell_output = xp.zeros((steps, batch, hidden), dtype=x.dtype)
+    recurrent = xp.empty((batch, width), dtype=x.dtype)
+    dh = xp.empty((batch, out), dtype=x.dtype)
+    d_cell = xp.empty((batch, hidden), dtype=x.dtype)
     flat_x = x.reshape(steps * batch, n_in)
-    flat_gates = gates.reshape(steps * batch, 4 * hidden)
+    flat_gates = gates.reshape(steps * batch, width)
 
     def forward() -> None:
         xp.matmul(flat_x, w_ih.T, out=flat_gates)
         for t in range(steps):
             xp.matmul(h[t - 1] if t else h[0], w_hh.T, out=recurrent)
+            if w_hr is not None:
+                xp.matmul(cell_output[t], w_hr.T, out=h[t])
 
     def forward_backward() -> None:
         forward()
         for t in range(steps - 1, -1, -1):
+            if w_hr is not None:
+                xp.matmul(dh, w_hr, out=d_cell)
             xp.matmul(gates[t], w_hh, out=dh)
         xp.matmul(flat_gates, w_ih)
         xp.matmul(flat_gates.T, flat_x)
-        xp.matmul(flat_gates.T, h.reshape(steps * batch, hidden))
+        xp.matmul(flat_gates.T, h.reshape(steps * batch, out))
+        if w_hr is not None:
+            xp.matmul(h.reshape(steps * batch, out).T, cell_output.reshape(steps * batch, hidden))
 
     return forward, forward_backward
 
 
-def _torch_peer(model: LSTM, x: Any, dy: Any, backend: str) -> tuple[Callable, Callable] | None:
+def _torch_peer(
+    model: RecurrentLayer, x: Any, dy: Any, backend: str
+) -> tuple[Callable, Callable] | None:
     try:
         import torch
     except ImportError:
@@ -164,7 +185,13 @@ def _torch_peer(model: LSTM, x: Any, dy: Any, backend: str) -> tuple[Callable, C
     if device == "cuda" and not torch.cuda.is_available():
         return None
     dtype = getattr(torch, model.dtype.name)
-    lstm = torch.nn.LSTM(model.input_size, model.hidden_size).to(device=device, dtype=dtype)
+    sizes = (model.input_size, model.hidden_size)
+    module: Any = (
+        torch.nn.GRU(*sizes)
+        if isinstance(model, GRU)
+        else torch.nn.LSTM(*sizes, proj_size=model.proj_size)
+    )
+    lstm = module.to(device=device, dtype=dtype)
     with torch.no_grad():
         for name, value in model.state_dict().items():
             getattr(lstm, name).copy_(torch.as_tensor(asnumpy(value)))
@@ -188,12 +215,17 @@ def _torch_peer(model: LSTM, x: Any, dy: Any, backend: str) -> tuple[Callable, C
 
 def _peers(case: Case, seed: int) -> dict[str, Callable[[], None]]:
     device = "cuda" if case.backend == "cupy" else "cpu"
-    model = LSTM(case.input_size, case.hidden_size, dtype=case.dtype, device=device, seed=seed)
+    sizes = (case.input_size, case.hidden_size)
+    model: RecurrentLayer
+    if case.cell == "gru":
+        model = GRU(*sizes, dtype=case.dtype, device=device, seed=seed)
+    else:
+        model = LSTM(*sizes, proj_size=case.proj_size, dtype=case.dtype, device=device, seed=seed)
     xp = model.xp
     rng = np.random.default_rng(seed)
     shape = (case.steps, case.batch)
     x = xp.asarray(rng.standard_normal((*shape, case.input_size)).astype(case.dtype))
-    dy = xp.asarray(rng.standard_normal((*shape, case.hidden_size)).astype(case.dtype))
+    dy = xp.asarray(rng.standard_normal((*shape, model.output_size)).astype(case.dtype))
     sync = _synchronizer(xp)
 
     def xplstm_forward() -> None:
@@ -203,19 +235,6 @@ def _peers(case: Case, seed: int) -> dict[str, Callable[[], None]]:
     def xplstm_forward_backward() -> None:
         model(x)
         model.backward(dy)
-        sync()
-
-    course_forward, course_backward = _course_style(_course_parameters(model), xp)
-    x_course = xp.ascontiguousarray(x.transpose(2, 1, 0))
-    dy_course = xp.ascontiguousarray(dy.transpose(2, 1, 0))
-    a0 = xp.zeros((case.hidden_size, case.batch), dtype=x.dtype)
-
-    def course_fwd() -> None:
-        course_forward(x_course, a0)
-        sync()
-
-    def course_fwd_bwd() -> None:
-        course_backward(dy_course, course_forward(x_course, a0))
         sync()
 
     floor_forward, floor_forward_backward = _gemm_floor(model, x)
@@ -233,13 +252,33 @@ def _peers(case: Case, seed: int) -> dict[str, Callable[[], None]]:
         "xplstm fwd+bwd": xplstm_forward_backward,
         "gemm floor fwd": floor_fwd,
         "gemm floor fwd+bwd": floor_fwd_bwd,
-        "course loop fwd": course_fwd,
-        "course loop fwd+bwd": course_fwd_bwd,
     }
+    if isinstance(model, LSTM) and not model.proj_size:
+        peers["course loop fwd"], peers["course loop fwd+bwd"] = _course_peer(model, x, dy)
     torch_peer = _torch_peer(model, x, dy, case.backend)
     if torch_peer is not None:
         peers["torch fwd"], peers["torch fwd+bwd"] = torch_peer
     return peers
+
+
+def _course_peer(model: LSTM, x: Any, dy: Any) -> tuple[Callable, Callable]:
+    """The course loop on the layer's weights and data, in the course's ``(n, m, T)`` layout."""
+    xp = model.xp
+    course_forward, course_backward = _course_style(_course_parameters(model), xp)
+    x_course = xp.ascontiguousarray(x.transpose(2, 1, 0))
+    dy_course = xp.ascontiguousarray(dy.transpose(2, 1, 0))
+    a0 = xp.zeros((model.hidden_size, x.shape[1]), dtype=x.dtype)
+    sync = _synchronizer(xp)
+
+    def course_fwd() -> None:
+        course_forward(x_course, a0)
+        sync()
+
+    def course_fwd_bwd() -> None:
+        course_backward(dy_course, course_forward(x_course, a0))
+        sync()
+
+    return course_fwd, course_fwd_bwd
 
 
 def time_interleaved(
@@ -355,15 +394,21 @@ def run(
     rounds: int,
     pause: float,
     seed: int = 0,
+    cells: tuple[tuple[str, int], ...] = (("lstm", 0),),
 ) -> list[Case]:
-    """Time every peer for every (backend, dtype, size); returns the filled-in cases."""
+    """Time every peer for every (cell, backend, dtype, size); returns the filled-in cases.
+
+    ``cells`` are ``(cell, proj_size)`` pairs: ``("lstm", 0)``, ``("lstm", P)``, ``("gru", 0)``.
+    """
     cases = []
-    for backend in backends:
-        for dtype in dtypes:
-            for input_size, hidden_size, batch, steps in sizes:
-                case = Case(backend, dtype, input_size, hidden_size, batch, steps)
-                case.times_ms = time_interleaved(_peers(case, seed), rounds, pause)
-                cases.append(case)
+    for cell, proj_size in cells:
+        for backend in backends:
+            for dtype in dtypes:
+                for input_size, hidden_size, batch, steps in sizes:
+                    case = Case(backend, dtype, input_size, hidden_size, batch, steps)
+                    case.cell, case.proj_size = cell, proj_size
+                    case.times_ms = time_interleaved(_peers(case, seed), rounds, pause)
+                    cases.append(case)
     return cases
 
 
@@ -373,7 +418,8 @@ def _ratio_rows(case: Case) -> list[tuple[str, float]]:
     for kind in ("fwd", "fwd+bwd"):
         ours = times[f"xplstm {kind}"]
         rows.append((f"xplstm {kind} / gemm floor", ours / times[f"gemm floor {kind}"]))
-        rows.append((f"xplstm {kind} / course loop", ours / times[f"course loop {kind}"]))
+        if f"course loop {kind}" in times:
+            rows.append((f"xplstm {kind} / course loop", ours / times[f"course loop {kind}"]))
         if f"torch {kind}" in times:
             rows.append((f"xplstm {kind} / torch", ours / times[f"torch {kind}"]))
     return rows
@@ -440,10 +486,11 @@ def _size(text: str) -> tuple[int, int, int, int]:
 
 DESCRIPTION = """\
 Time xplstm next to its peers, on the same weights and data, in one process:
-  xplstm          the xplstm.LSTM layer (NumPy; CuPy too when a GPU is usable)
-  course loop     the course's step-by-step formulation on the same backend
+  xplstm          the xplstm.LSTM layer (NumPy; CuPy too when a GPU is usable), or
+                  xplstm.GRU (--cell gru), or the LSTM with projections (--proj-size P)
+  course loop     the course's step-by-step formulation on the same backend (plain LSTM)
   gemm floor      the engine's matrix products alone (the limit for NumPy)
-  torch           torch.nn.LSTM, when torch is installed
+  torch           torch.nn.LSTM (same proj_size) or torch.nn.GRU, when torch is installed
 
 Times are medians over interleaved rounds (each peer once per round, a short pause before
 each call); ratios come from the same run. Then the peak traced memory (tracemalloc) of a
@@ -467,6 +514,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         metavar="N_X,N_A,M,T",
         help="input size, hidden size, batch, steps (repeatable; default: 128,256,64,100)",
     )
+    parser.add_argument(
+        "--cell", choices=["lstm", "gru"], action="append",
+        help="repeatable (default: lstm)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--proj-size", type=int, default=0, metavar="P",
+        help="also time the LSTM with projections of size P (0 < P < hidden size)",
+    )  # fmt: skip
     parser.add_argument(
         "--dtype", choices=["float32", "float64"], action="append",
         help="repeatable (default: both)",
@@ -508,11 +563,16 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
             '--plot needs matplotlib, which is not installed (pip install "xplstm[bench]")'
         )
     sizes = args.size or [(128, 256, 64, 100)]
+    if args.proj_size < 0 or any(args.proj_size >= size[1] for size in sizes if args.proj_size):
+        parser.error(f"--proj-size must be between 1 and the hidden size - 1, got {args.proj_size}")
+    cells = tuple((cell, 0) for cell in (args.cell or ["lstm"]))
+    if args.proj_size:
+        cells += (("lstm", args.proj_size),)
     dtypes = args.dtype or ["float32", "float64"]
     backends = args.backend or (["numpy", "cupy"] if _cupy_usable() else ["numpy"])
     limits = _limit_threads(args.threads)
     try:
-        cases = run(sizes, dtypes, backends, args.rounds, args.pause)
+        cases = run(sizes, dtypes, backends, args.rounds, args.pause, cells=cells)
         memory = None if args.no_memory else measure_memory()
         inference_memory = None if args.no_memory else measure_inference_memory()
     finally:
