@@ -26,12 +26,12 @@ from kernel_harness.cells import (
 )
 from kernel_harness.host import HostKernel, host_compiler
 
-from xplstm.cells import LSTMTwin, RNNTwin
+from xplstm.cells import LSTMTwin, RNNReluTwin, RNNTwin
 from xplstm.cuda.specs import kernel_preamble
 
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
 SHAPES = [(1, 1), (3, 5), (7, 33), (16, 64)]
-TWINS = {"lstm": LSTMTwin, "rnn": RNNTwin}
+TWINS = {"lstm": LSTMTwin, "rnn": RNNTwin, "rnn_relu": RNNReluTwin}
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler on PATH")
 
@@ -207,3 +207,33 @@ def test_rnn_extremes_stay_finite_and_bounded(dtype):
         assert np.all(np.abs(h_next) <= 1), name
         dpre = rnn_backward(cell, h_next, dy, dh)
         assert_close(dpre, ref_rnn_backward(dy, dh, h_next), dtype, scale, f"{name} dpre")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_relu_rnn_step_matches_twin_and_reference(dtype, shape):
+    rng = np.random.default_rng(sum(shape) + 2)
+    projection, recurrent, _ = random_step(rng, *shape, dtype, kind="rnn_relu")
+    pre = projection.astype(np.float64) + recurrent
+    dy, dh, _ = backward_inputs(rng, *shape, dtype)
+    for cell in cells("rnn_relu", dtype, *shape):
+        name = type(cell).__name__
+        h_next = rnn_forward(cell, projection, recurrent)
+        assert_close(h_next, np.maximum(pre, 0.0), dtype, 1.0, f"{name} h_next")
+        dpre = rnn_backward(cell, h_next, dy, dh)
+        expected = np.where(h_next > 0, dy.astype(np.float64) + dh, 0.0)
+        assert_close(dpre, expected, dtype, 1.0 + np.abs(expected), f"{name} dpre")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_relu_rnn_keeps_nan_forward_and_gives_zero_not_nan_where_the_output_is_zero(dtype):
+    values = np.array([[np.nan, -np.inf, np.inf, -1.0, 0.0, 2.0]], dtype=dtype)
+    zeros = np.zeros_like(values)
+    upstream = np.full_like(values, np.inf)
+    for cell in cells("rnn_relu", dtype, *values.shape):
+        name = type(cell).__name__
+        h_next = rnn_forward(cell, values, zeros)
+        np.testing.assert_array_equal(h_next, [[np.nan, 0, np.inf, 0, 0, 2]], err_msg=name)
+        dpre = rnn_backward(cell, h_next, upstream, zeros)
+        # as torch's threshold_backward: the gradient where the output is > 0, else exactly 0
+        np.testing.assert_array_equal(dpre, [[0, 0, np.inf, 0, 0, np.inf]], err_msg=name)

@@ -18,12 +18,14 @@ from .grad_mode import is_grad_enabled, no_grad
 from .gru import GRU
 from .layer import LSTM
 from .numerics import sigmoid, softmax
+from .rnn import RNN
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GRU",
     "LSTM",
+    "RNN",
     "__version__",
     "asnumpy",
     "get_array_module",

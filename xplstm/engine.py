@@ -202,6 +202,7 @@ class RNNSaved(_Record):
     lengths: np.ndarray | None
     fused: bool | None
     xp: Any
+    nonlinearity: str = "tanh"
 
     def window(self, start: int, stop: int) -> RNNSaved:
         """The record of steps ``start .. stop - 1`` alone (views), as a forward from
@@ -657,6 +658,9 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
     return dx, dh, dc, dw_ih, dw_hh, dbias, dw_hr
 
 
+_RNN_KINDS = {"tanh": "rnn", "relu": "rnn_relu"}  # nonlinearity -> cell kind
+
+
 def rnn_forward(
     x: Any,
     w_ih: Any,
@@ -667,8 +671,9 @@ def rnn_forward(
     lengths: np.ndarray | None = None,
     fused: bool | None = None,
     xp: Any = None,
+    nonlinearity: str = "tanh",
 ) -> tuple[Any, Any, RNNSaved]:
-    """Run a tanh RNN over a whole sequence: ``h_t = tanh(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)``.
+    """Run an RNN over a whole sequence: ``h_t = act(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)``.
 
     Parameters
     ----------
@@ -682,6 +687,8 @@ def rnn_forward(
         CuPy only: fused CUDA kernels or separate ufuncs.
     xp : module, optional
         ``numpy`` or ``cupy``; found from the arrays when ``None``.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        ``act``; kept in ``saved`` for the backward.
 
     Returns
     -------
@@ -697,7 +704,7 @@ def rnn_forward(
     h0 = _zeros_or(h0, (batch, hidden), x.dtype, xp)
     h = _input_projection(x_ones, w_ih, bias, xp)
     recurrent = xp.empty((batch, hidden), dtype=x.dtype)
-    cell = make_cell("rnn", xp, x.dtype, batch, hidden, fused=fused)
+    cell = make_cell(_RNN_KINDS[nonlinearity], xp, x.dtype, batch, hidden, fused=fused)
     w_hh_t = xp.ascontiguousarray(w_hh.T)
     h_prev = h0
     for t in range(steps):
@@ -707,7 +714,7 @@ def rnn_forward(
     h_n = _at_last_step(h, lengths, xp)
     if lengths is not None:
         h *= xp.asarray(_valid_steps(lengths, steps), dtype=x.dtype)[:, :, None]
-    return h, h_n, RNNSaved(x_ones, w_ih, w_hh, h0, h, lengths, fused, xp)
+    return h, h_n, RNNSaved(x_ones, w_ih, w_hh, h0, h, lengths, fused, xp, nonlinearity)
 
 
 def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, Any, Any]:
@@ -736,7 +743,7 @@ def rnn_backward(dy: Any, dh_n: Any, saved: RNNSaved) -> tuple[Any, Any, Any, An
         dh[...] = dh_n
     entries = _final_gradient_schedule(dh_n, lengths, xp)
     dpre = xp.empty_like(h)
-    cell = make_cell("rnn", xp, dtype, batch, hidden, fused=saved.fused)
+    cell = make_cell(_RNN_KINDS[saved.nonlinearity], xp, dtype, batch, hidden, fused=saved.fused)
     for t in range(steps - 1, -1, -1):
         if t in entries:
             dh[entries[t]] += dh_n[entries[t]]

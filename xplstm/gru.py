@@ -15,17 +15,14 @@ from typing import Any
 import numpy as np
 
 from . import engine
-from .recurrent import RecurrentLayer
+from .recurrent import SingleStateLayer
 from .serialization import GRU_LAYER_FORMAT
-from .validation import check_device_array
 from .workspace import Workspace
 
 __all__ = ["GRU"]
 
-_STATE_LAYOUT = "(num_layers * num_directions, m, hidden_size)"
 
-
-class GRU(RecurrentLayer):
+class GRU(SingleStateLayer):
     """A multi-layer GRU over NumPy (CPU) or CuPy (GPU) arrays, shaped like ``torch.nn.GRU``.
 
     Each layer computes, per step and direction, with gates stacked in torch order (r, z, n)::
@@ -90,7 +87,6 @@ class GRU(RecurrentLayer):
 
     _GATES = 3
     _FORMAT = GRU_LAYER_FORMAT
-    _STATE_MEMBERS = ("h",)
 
     def __init__(
         self,
@@ -110,27 +106,6 @@ class GRU(RecurrentLayer):
             input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, dtype=dtype, device=device, seed=seed,
         )  # fmt: skip
-
-    def _check_state(self, name: str, value: Any, batch: int) -> list[Any]:
-        label = "h0" if name == "state" else "dh_n"
-        if value is None:
-            return [None]
-        if isinstance(value, (tuple, list)):
-            raise TypeError(
-                f"{label} must be one array {_STATE_LAYOUT} or None (the GRU has no cell "
-                f"state), got a {type(value).__name__}"
-            )
-        array = check_device_array(label, value, _STATE_LAYOUT, self._placement, self.dtype)
-        (expected,) = self._state_shapes(batch)
-        if tuple(array.shape) != expected:
-            raise ValueError(
-                f"{label} has shape {tuple(array.shape)} but {expected} {_STATE_LAYOUT} "
-                "was expected"
-            )
-        return [array]
-
-    def _state_result(self, states: list[Any]) -> Any:
-        return states[0]
 
     def _forward_direction(
         self,
@@ -154,47 +129,3 @@ class GRU(RecurrentLayer):
     ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = engine.gru_backward(d_output, d_final[0], saved)
         return dx, [dh0], (dw_ih, dw_hh, db_ih, db_hh, None)
-
-    def forward(self, x: Any, h0: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
-        """Run the GRU over a batch of sequences: ``(y, h_n)``.
-
-        Parameters
-        ----------
-        x : ndarray, (T, m, input_size), or (m, T, input_size) when ``batch_first``
-        h0 : ndarray, (num_layers * D, m, H), optional
-            Initial state (zeros when ``None``); row ``k * D + d`` is layer ``k``, direction
-            ``d``.
-        lengths : list or 1-D array of int, (m,), optional
-            Valid steps per sequence, each in ``1..T``: torch's packed-sequence semantics.
-
-        Returns
-        -------
-        y : ndarray, (T, m, D * H), or (m, T, D * H) when ``batch_first``
-            Zero past each length.
-        h_n : ndarray, (num_layers * D, m, H)
-            Final state at each sequence's last valid step.
-        """
-        return super().forward(x, h0, lengths=lengths)
-
-    def __call__(self, x: Any, h0: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
-        """Same as :meth:`forward`."""
-        return self.forward(x, h0, lengths=lengths)
-
-    def backward(self, dy: Any, dh_n: Any = None) -> tuple[Any, Any]:
-        """Backpropagate through the last :meth:`forward` of this thread: ``(dx, dh0)``.
-
-        Parameters
-        ----------
-        dy : ndarray or None
-            Gradient with respect to ``y`` (``None`` for zeros).
-        dh_n : ndarray, (num_layers * D, m, H), optional
-            Gradient with respect to ``h_n`` (``None`` for zeros).
-
-        Returns
-        -------
-        dx : ndarray, same shape and layout as ``x``
-        dh0 : ndarray, (num_layers * D, m, H)
-
-        Adds the parameter gradients to :attr:`grads` (see :meth:`xplstm.LSTM.backward`).
-        """
-        return super().backward(dy, dh_n)

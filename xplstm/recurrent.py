@@ -49,7 +49,9 @@ from .validation import (
 )
 from .workspace import Workspace
 
-__all__ = ["RecurrentLayer"]
+__all__ = ["RecurrentLayer", "SingleStateLayer"]
+
+_SINGLE_STATE_LAYOUT = "(num_layers * num_directions, m, hidden_size)"
 
 # --------------------------------------------------------------------------- forward record
 
@@ -113,10 +115,11 @@ class RecurrentLayer:
         dtype: Any = "float32",
         device: str = "cpu",
         seed: Any = None,
+        nonlinearity: Any = None,
     ) -> None:
         self._configure(
             input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device,
-            dropout=dropout, proj_size=proj_size,
+            dropout=dropout, proj_size=proj_size, nonlinearity=nonlinearity,
         )  # fmt: skip
         if self.dropout and self.num_layers == 1:
             warnings.warn(
@@ -149,8 +152,10 @@ class RecurrentLayer:
         *,
         dropout: Any = 0.0,
         proj_size: Any = 0,
+        nonlinearity: Any = None,
     ) -> None:
         """Check and store the configuration; parameters and grads are left empty."""
+        self._check_nonlinearity(nonlinearity)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
@@ -201,6 +206,14 @@ class RecurrentLayer:
 
     def _config(self) -> dict[str, Any]:
         return layer_config(self)
+
+    def _check_nonlinearity(self, nonlinearity: Any) -> None:
+        """Only :class:`xplstm.RNN` has a ``nonlinearity`` (it overrides this)."""
+        if nonlinearity is not None:
+            raise TypeError(
+                f"xplstm.{type(self).__name__} has no nonlinearity argument (xplstm.RNN has), "
+                f"got nonlinearity={nonlinearity!r}"
+            )
 
     # ----------------------------------------------------------------------- parameters
 
@@ -786,3 +799,75 @@ class RecurrentLayer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class SingleStateLayer(RecurrentLayer):
+    """A :class:`RecurrentLayer` whose cell has the one state ``h``: :class:`xplstm.GRU` and
+    :class:`xplstm.RNN` (``forward(x, h0) -> (y, h_n)``, ``backward(dy, dh_n) -> (dx, dh0)``)."""
+
+    _STATE_MEMBERS = ("h",)
+
+    def _check_state(self, name: str, value: Any, batch: int) -> list[Any]:
+        label = "h0" if name == "state" else "dh_n"
+        if value is None:
+            return [None]
+        if isinstance(value, (tuple, list)):
+            raise TypeError(
+                f"{label} must be one array {_SINGLE_STATE_LAYOUT} or None (the "
+                f"{type(self).__name__} has no cell state), got a {type(value).__name__}"
+            )
+        array = check_device_array(label, value, _SINGLE_STATE_LAYOUT, self._placement, self.dtype)
+        (expected,) = self._state_shapes(batch)
+        if tuple(array.shape) != expected:
+            raise ValueError(
+                f"{label} has shape {tuple(array.shape)} but {expected} {_SINGLE_STATE_LAYOUT} "
+                "was expected"
+            )
+        return [array]
+
+    def _state_result(self, states: list[Any]) -> Any:
+        return states[0]
+
+    def forward(self, x: Any, h0: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
+        """Run the layer over a batch of sequences: ``(y, h_n)``.
+
+        Parameters
+        ----------
+        x : ndarray, (T, m, input_size), or (m, T, input_size) when ``batch_first``
+        h0 : ndarray, (num_layers * D, m, H), optional
+            Initial state (zeros when ``None``); row ``k * D + d`` is layer ``k``, direction
+            ``d``.
+        lengths : list or 1-D array of int, (m,), optional
+            Valid steps per sequence, each in ``1..T``: torch's packed-sequence semantics.
+
+        Returns
+        -------
+        y : ndarray, (T, m, D * H), or (m, T, D * H) when ``batch_first``
+            Zero past each length.
+        h_n : ndarray, (num_layers * D, m, H)
+            Final state at each sequence's last valid step.
+        """
+        return super().forward(x, h0, lengths=lengths)
+
+    def __call__(self, x: Any, h0: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
+        """Same as :meth:`forward`."""
+        return self.forward(x, h0, lengths=lengths)
+
+    def backward(self, dy: Any, dh_n: Any = None) -> tuple[Any, Any]:
+        """Backpropagate through the last :meth:`forward` of this thread: ``(dx, dh0)``.
+
+        Parameters
+        ----------
+        dy : ndarray or None
+            Gradient with respect to ``y`` (``None`` for zeros).
+        dh_n : ndarray, (num_layers * D, m, H), optional
+            Gradient with respect to ``h_n`` (``None`` for zeros).
+
+        Returns
+        -------
+        dx : ndarray, same shape and layout as ``x``
+        dh0 : ndarray, (num_layers * D, m, H)
+
+        Adds the parameter gradients to :attr:`grads` (see :meth:`xplstm.LSTM.backward`).
+        """
+        return super().backward(dy, dh_n)

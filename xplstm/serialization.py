@@ -44,6 +44,7 @@ __all__ = [
     "LAYER_FORMATS",
     "LSTM_PREFIX",
     "OPTIMIZER_PREFIX",
+    "RNN_LAYER_FORMAT",
     "TEXT_PREFIX",
     "TRAINER_PREFIX",
     "TRAINING_PREFIXES",
@@ -61,8 +62,9 @@ __all__ = [
 
 LAYER_FORMAT = "xplstm.LSTM"
 GRU_LAYER_FORMAT = "xplstm.GRU"
+RNN_LAYER_FORMAT = "xplstm.RNN"
 # Every layer file format: the cell kind a file holds, so one layer refuses another's file.
-LAYER_FORMATS = (LAYER_FORMAT, GRU_LAYER_FORMAT)
+LAYER_FORMATS = (LAYER_FORMAT, GRU_LAYER_FORMAT, RNN_LAYER_FORMAT)
 LAYER_VERSION = 1
 CONFIG_KEY = "xplstm_config"
 # The constructor arguments a checkpoint stores (with "dtype", by its name).
@@ -76,7 +78,7 @@ LAYER_ARGUMENTS = (
 )
 # Arguments stored only where they differ from these defaults, so files of layers without them
 # read the same in older versions, and older files (without them) read here.
-OPTIONAL_LAYER_ARGUMENTS = {"dropout": 0.0, "proj_size": 0}
+OPTIONAL_LAYER_ARGUMENTS: dict[str, Any] = {"dropout": 0.0, "proj_size": 0, "nonlinearity": "tanh"}
 
 LSTM_PREFIX = "lstm."
 LSTM_CONFIG_KEY = LSTM_PREFIX + "config"
@@ -102,7 +104,7 @@ def layer_config(layer: Any) -> dict[str, Any]:
     """The constructor arguments of ``layer`` that a checkpoint stores (``dtype`` by name)."""
     config = {name: getattr(layer, name) for name in LAYER_ARGUMENTS}
     for name, default in OPTIONAL_LAYER_ARGUMENTS.items():
-        if getattr(layer, name) != default:
+        if getattr(layer, name, default) != default:
             config[name] = getattr(layer, name)
     config["dtype"] = np.dtype(layer.dtype).name
     return config

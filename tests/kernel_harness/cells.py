@@ -36,10 +36,12 @@ STEP_ARGUMENTS = {
     ("lstm", "backward"): ("gates", "dy", "dh", "dc", "c_prev", "c_next"),
     ("rnn", "forward"): ("h_next", "recurrent"),
     ("rnn", "backward"): ("dpre", "h_next", "dy", "dh"),
+    ("rnn_relu", "forward"): ("h_next", "recurrent"),
+    ("rnn_relu", "backward"): ("dpre", "h_next", "dy", "dh"),
 }
 """The positional arguments of each cell step (the cell protocol of :mod:`xplstm.cells`)."""
 
-GATES = {"lstm": 4, "rnn": 1}
+GATES = {"lstm": 4, "rnn": 1, "rnn_relu": 1}
 
 
 # ------------------------------------------------------------------- float64 reference formulas

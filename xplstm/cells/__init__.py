@@ -19,7 +19,7 @@ from ..switches import env_switch
 from .activations import StackedActivations, sigmoid
 from .gru import GRUTwin
 from .lstm import LSTMTwin
-from .rnn import RNNTwin
+from .rnn import RNNReluTwin, RNNTwin
 
 __all__ = [
     "CELL_KINDS",
@@ -28,6 +28,7 @@ __all__ = [
     "LSTMCell",
     "LSTMTwin",
     "RNNCell",
+    "RNNReluTwin",
     "RNNTwin",
     "StackedActivations",
     "fused_enabled",
@@ -49,7 +50,8 @@ class LSTMCell(Protocol):
 
 
 class RNNCell(Protocol):
-    """Pointwise tanh-RNN step: see :class:`xplstm.cells.rnn.RNNTwin` for the contract."""
+    """Pointwise tanh- or ReLU-RNN step: see :class:`xplstm.cells.rnn.RNNTwin` for the
+    contract."""
 
     implementation: str
 
@@ -77,7 +79,12 @@ class GRUCell(Protocol):
         ``dh`` in place to its direct part ``dh_total * z``."""
 
 
-_TWINS: dict[str, Any] = {"lstm": LSTMTwin, "rnn": RNNTwin, "gru": GRUTwin}
+_TWINS: dict[str, Any] = {
+    "lstm": LSTMTwin,
+    "rnn": RNNTwin,
+    "rnn_relu": RNNReluTwin,
+    "gru": GRUTwin,
+}
 CELL_KINDS = tuple(_TWINS)
 
 
@@ -93,7 +100,8 @@ def make_cell(
 
     Parameters
     ----------
-    kind : {"lstm", "rnn", "gru"}
+    kind : {"lstm", "rnn", "rnn_relu", "gru"}
+        ``"rnn"`` is the tanh RNN, ``"rnn_relu"`` the ReLU one (same protocol).
     xp : module
         ``numpy`` or ``cupy``: the backend of every array the cell will see.
     dtype : dtype

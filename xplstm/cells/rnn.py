@@ -1,4 +1,5 @@
-"""NumPy twin of ``kernels/rnn.cuh``: the pointwise tanh-RNN step on whole ``(m, H)`` blocks.
+"""NumPy twins of ``kernels/rnn.cuh``: the pointwise tanh- and ReLU-RNN steps on whole
+``(m, H)`` blocks (packed batches: a prefix of the rows).
 
 On CuPy arrays the same code is the *unfused* path (separate CuPy ufunc launches).
 """
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RNNTwin"]
+__all__ = ["RNNReluTwin", "RNNTwin"]
 
 
 class RNNTwin:
@@ -66,3 +67,27 @@ class RNNTwin:
         dpre *= self.scratch
         xp.add(dy, dh, out=self.scratch)
         xp.multiply(self.scratch, dpre, out=dpre)
+
+
+class RNNReluTwin(RNNTwin):
+    """The pointwise ReLU-RNN step (``rnn_relu_*_element``); same contract as :class:`RNNTwin`."""
+
+    def __init__(self, xp: Any, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        super().__init__(xp, dtype, batch_size, hidden_size)
+        self.positive = xp.empty((batch_size, hidden_size), dtype=bool)
+
+    def forward(self, h_next: Any, recurrent: Any) -> None:
+        """``h_next = relu(h_next + recurrent)`` in place (``rnn_relu_forward_element``)."""
+        # h_next[index] = relu_of(h_next[index] + recurrent[index])
+        h_next += recurrent
+        self.xp.maximum(h_next, 0, out=h_next)  # maximum keeps NaN, as relu_of
+
+    def backward(self, dpre: Any, h_next: Any, dy: Any, dh: Any) -> None:
+        """``dpre = dy + dh`` where ``h_next > 0``, else 0 (``rnn_relu_backward_element``)."""
+        xp, rows = self.xp, dpre.shape[0]
+        positive, total = self.positive[:rows], self.scratch[:rows]
+        # dpre[index] = relu_grad_select(h_next[index], dy[index] + dh[index])
+        xp.add(dy, dh, out=total)
+        xp.greater(h_next, 0, out=positive)
+        dpre.fill(0)
+        xp.copyto(dpre, total, where=positive)

@@ -69,9 +69,10 @@ class FusedRNNCell:
     """The tanh-RNN step as fused kernels (same contract as :class:`xplstm.cells.RNNTwin`)."""
 
     implementation = "fused cuda"
+    kind = "rnn"
 
     def __init__(self, dtype: Any, batch_size: int, hidden_size: int) -> None:
-        kernels = elementwise_kernels("rnn", dtype)
+        kernels = elementwise_kernels(self.kind, dtype)
         self._forward, self._backward = kernels["forward"], kernels["backward"]
         self.size = batch_size * hidden_size
 
@@ -84,6 +85,12 @@ class FusedRNNCell:
         """One backward step (``rnn_backward_element``), all arrays C-contiguous."""
         if self.size:
             self._backward(h_next, dy, dh, dpre, size=self.size)
+
+
+class FusedRNNReluCell(FusedRNNCell):
+    """The ReLU-RNN step as fused kernels (``rnn_relu_*_element``)."""
+
+    kind = "rnn_relu"
 
 
 class FusedGRUCell:
@@ -115,9 +122,14 @@ class FusedGRUCell:
                            size=size)  # fmt: skip
 
 
-_FUSED = {"lstm": FusedLSTMCell, "rnn": FusedRNNCell, "gru": FusedGRUCell}
+_FUSED = {
+    "lstm": FusedLSTMCell,
+    "rnn": FusedRNNCell,
+    "rnn_relu": FusedRNNReluCell,
+    "gru": FusedGRUCell,
+}
 
 
 def fused_cell(kind: str, dtype: Any, batch_size: int, hidden_size: int) -> Any:
-    """The fused CUDA cell of ``kind`` (``"lstm"``, ``"rnn"`` or ``"gru"``) for one shape."""
+    """The fused CUDA cell of ``kind`` (a :data:`xplstm.cells.CELL_KINDS` entry) for one shape."""
     return _FUSED[kind](dtype, batch_size, hidden_size)
