@@ -70,6 +70,61 @@ XPLSTM_HOST_DEVICE void lstm_backward_element(long long index, long long hidden,
     dc[index] = dc_total * f;
 }
 
+// Peephole connections (Gers, Schraudolph and Schmidhuber 2002): i and f also see
+// w_ci * c_prev and w_cf * c_prev, o sees w_co * c_next. `peephole` is the (3, H) block of rows
+// (w_ci, w_cf, w_co); the other arguments are those of lstm_forward_element.
+template <typename T>
+XPLSTM_HOST_DEVICE void lstm_peephole_forward_element(long long index, long long hidden,
+                                                      T* gates, const T* recurrent,
+                                                      const T* peephole, const T* c_prev,
+                                                      T* c_next, T* h_next) {
+    const long long at = gate_offset(index, hidden);
+    const long long unit = index % hidden;
+    T* gate = gates + at;
+    const T* product = recurrent + at;
+    const T c_before = c_prev[index];
+    const T i = sigmoid(gate[0] + product[0] + peephole[unit] * c_before);
+    const T f = sigmoid(gate[hidden] + product[hidden] + peephole[hidden + unit] * c_before);
+    const T g = tanh_of(gate[2 * hidden] + product[2 * hidden]);
+    const T c = f * c_before + i * g;
+    const T o = sigmoid(gate[3 * hidden] + product[3 * hidden] + peephole[2 * hidden + unit] * c);
+    gate[0] = i;
+    gate[hidden] = f;
+    gate[2 * hidden] = g;
+    gate[3 * hidden] = o;
+    c_next[index] = c;
+    h_next[index] = o * tanh_of(c);
+}
+
+// Backward step of the peephole LSTM; arguments as lstm_backward_element, plus `peephole`.
+// The o gate's pre-activation gradient also reaches c_next (through w_co), and those of i and
+// f reach c_prev (through w_ci, w_cf). The peephole weights' own gradients are sums over steps
+// and rows of these gate gradients times c_prev or c_next, taken after the loop.
+template <typename T>
+XPLSTM_HOST_DEVICE void lstm_peephole_backward_element(long long index, long long hidden,
+                                                       T* gates, const T* peephole, const T* dy,
+                                                       const T* dh, T* dc, const T* c_prev,
+                                                       const T* c_next) {
+    const long long unit = index % hidden;
+    T* gate = gates + gate_offset(index, hidden);
+    const T i = gate[0];
+    const T f = gate[hidden];
+    const T g = gate[2 * hidden];
+    const T o = gate[3 * hidden];
+    const T dh_total = dy[index] + dh[index];
+    const T tanh_c = tanh_of(c_next[index]);
+    const T d_o = dh_total * tanh_c * sigmoid_grad_from_output(o);
+    const T dc_total = dc[index] + dh_total * o * tanh_grad_from_output(tanh_c) +
+                       d_o * peephole[2 * hidden + unit];
+    const T d_i = dc_total * g * sigmoid_grad_from_output(i);
+    const T d_f = dc_total * c_prev[index] * sigmoid_grad_from_output(f);
+    gate[0] = d_i;
+    gate[hidden] = d_f;
+    gate[2 * hidden] = dc_total * i * tanh_grad_from_output(g);
+    gate[3 * hidden] = d_o;
+    dc[index] = dc_total * f + d_i * peephole[unit] + d_f * peephole[hidden + unit];
+}
+
 }  // namespace xplstm
 
 #endif  // XPLSTM_LSTM_CUH

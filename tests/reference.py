@@ -167,14 +167,22 @@ def _layer_weights(params, layer, direction):
     return params[f"weight_ih_{suffix}"], params[f"weight_hh_{suffix}"], bias
 
 
-def _layer_cell(w_ih, w_hh, bias, xt, h, c):
+def _layer_cell(w_ih, w_hh, bias, xt, h, c, peephole=None):
     """One step of one sequence, gates in torch order ``(i, f, g, o)``; returns the cell
-    output ``o * tanh(c_next)`` (before any projection), ``c_next`` and the gates."""
+    output ``o * tanh(c_next)`` (before any projection), ``c_next`` and the gates.
+
+    With ``peephole`` ``(3, H)`` (Gers, Schraudolph and Schmidhuber 2002, rows w_ci, w_cf,
+    w_co): ``i = sigmoid(z_i + w_ci c)``, ``f = sigmoid(z_f + w_cf c)``, ``o = sigmoid(z_o + w_co
+    c_next)``.
+    """
     hidden = c.shape[0]
+    p = np.zeros((3, hidden)) if peephole is None else peephole
     z = w_ih @ xt + w_hh @ h + bias
-    i, f, o = (sigmoid(z[k * hidden : (k + 1) * hidden]) for k in (0, 1, 3))
+    i = sigmoid(z[:hidden] + p[0] * c)
+    f = sigmoid(z[hidden : 2 * hidden] + p[1] * c)
     g = np.tanh(z[2 * hidden : 3 * hidden])
     c_next = f * c + i * g
+    o = sigmoid(z[3 * hidden :] + p[2] * c_next)
     return o * np.tanh(c_next), c_next, (i, f, g, o)
 
 
@@ -208,6 +216,7 @@ def layer_forward(
         for direction in range(directions):
             weights = _layer_weights(params, layer, direction)
             w_hr = params.get(f"weight_hr_{_suffix(layer, direction)}")
+            peephole = params.get(f"weight_peephole_{_suffix(layer, direction)}")
             row = layer * directions + direction
             columns = slice(direction * out, (direction + 1) * out)
             for b in range(batch):
@@ -216,7 +225,9 @@ def layer_forward(
                 taken[direction, b] = []
                 for t in order:
                     h_prev, c_prev = h, c
-                    cell_output, c, gates = _layer_cell(*weights, layer_input[t, b], h_prev, c_prev)
+                    cell_output, c, gates = _layer_cell(
+                        *weights, layer_input[t, b], h_prev, c_prev, peephole
+                    )
                     h = cell_output if w_hr is None else w_hr @ cell_output
                     taken[direction, b].append((t, h_prev, c_prev, c, gates, cell_output))
                     output[t, b, columns] = h
@@ -250,6 +261,8 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None
             suffix = _suffix(layer, direction)
             w_ih, w_hh, _ = _layer_weights(params, layer, direction)
             w_hr = params.get(f"weight_hr_{suffix}")
+            peephole = params.get(f"weight_peephole_{suffix}")
+            p = np.zeros((3, hidden)) if peephole is None else peephole
             row = layer * directions + direction
             columns = slice(direction * out, (direction + 1) * out)
             dh, dc = dh_n[row, b], dc_n[row, b]
@@ -259,18 +272,21 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None
                     grads[f"weight_hr_{suffix}"] += np.outer(dh, cell_output)
                     dh = w_hr.T @ dh  # now the gradient at o * tanh(c_t)
                 tanh_c = np.tanh(c)
-                dc = dc + dh * o * (1.0 - tanh_c**2)
-                dz = np.concatenate(
-                    [dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
-                     dc * i * (1.0 - g**2), dh * tanh_c * o * (1.0 - o)]
-                )  # fmt: skip
+                dz_o = dh * tanh_c * o * (1.0 - o)
+                dc = dc + dh * o * (1.0 - tanh_c**2) + dz_o * p[2]  # o sees c_t
+                dz_i, dz_f = dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f)
+                dz = np.concatenate([dz_i, dz_f, dc * i * (1.0 - g**2), dz_o])
+                if peephole is not None:
+                    grads[f"weight_peephole_{suffix}"] += np.stack(
+                        [dz_i * c_prev, dz_f * c_prev, dz_o * c]
+                    )
                 grads[f"weight_ih_{suffix}"] += np.outer(dz, layer_input[t, b])
                 grads[f"weight_hh_{suffix}"] += np.outer(dz, h_prev)
                 for name in (f"bias_ih_{suffix}", f"bias_hh_{suffix}"):
                     if name in grads:
                         grads[name] += dz
                 d_input[t, b] += w_ih.T @ dz
-                dh, dc = w_hh.T @ dz, dc * f
+                dh, dc = w_hh.T @ dz, dc * f + dz_i * p[0] + dz_f * p[1]
             dh0[row, b], dc0[row, b] = dh, dc
         d_output = d_input
         if masks is not None and layer > 0:

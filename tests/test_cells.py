@@ -19,7 +19,9 @@ def test_numpy_always_gets_the_twin(kind, twin, fused):
 
 def test_unknown_cell_kind_is_named():
     with pytest.raises(
-        ValueError, match=r"kind must be one of \('lstm', 'rnn', 'rnn_relu', 'gru'\), got 'mgu'"
+        ValueError,
+        match=r"kind must be one of "
+        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru'\), got 'mgu'",
     ):
         cells.make_cell("mgu", np, np.float32, 3, 5)
 

@@ -23,15 +23,21 @@ from kernel_harness.cells import (
     ref_lstm_forward,
     ref_rnn_backward,
     ref_rnn_forward,
+    ref_sigmoid,
 )
 from kernel_harness.host import HostKernel, host_compiler
 
-from xplstm.cells import LSTMTwin, RNNReluTwin, RNNTwin
+from xplstm.cells import LSTMPeepholeTwin, LSTMTwin, RNNReluTwin, RNNTwin
 from xplstm.cuda.specs import kernel_preamble
 
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
 SHAPES = [(1, 1), (3, 5), (7, 33), (16, 64)]
-TWINS = {"lstm": LSTMTwin, "rnn": RNNTwin, "rnn_relu": RNNReluTwin}
+TWINS = {
+    "lstm": LSTMTwin,
+    "lstm_peephole": LSTMPeepholeTwin,
+    "rnn": RNNTwin,
+    "rnn_relu": RNNReluTwin,
+}
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler on PATH")
 
@@ -237,3 +243,51 @@ def test_relu_rnn_keeps_nan_forward_and_gives_zero_not_nan_where_the_output_is_z
         dpre = rnn_backward(cell, h_next, upstream, zeros)
         # as torch's threshold_backward: the gradient where the output is > 0, else exactly 0
         np.testing.assert_array_equal(dpre, [[0, 0, np.inf, 0, 0, np.inf]], err_msg=name)
+
+
+def peephole_reference(pre, c_prev, w, dy, dh, dc):
+    """The peephole step from Gers, Schraudolph and Schmidhuber (2002) in float64, forward and
+    backward (derived by hand; ``w`` rows are w_ci, w_cf, w_co)."""
+    pre, c_prev, w, dy, dh, dc = (np.asarray(a, np.float64) for a in (pre, c_prev, w, dy, dh, dc))
+    z_i, z_f, z_g, z_o = np.split(pre, 4, axis=1)
+    sig = ref_sigmoid
+    i, f, g = sig(z_i + w[0] * c_prev), sig(z_f + w[1] * c_prev), np.tanh(z_g)
+    c = f * c_prev + i * g
+    o = sig(z_o + w[2] * c)
+    h = o * np.tanh(c)
+    dh_total = dy + dh
+    dz_o = dh_total * np.tanh(c) * o * (1 - o)
+    dc_total = dc + dh_total * o * (1 - np.tanh(c) ** 2) + dz_o * w[2]
+    dz_i, dz_f = dc_total * g * i * (1 - i), dc_total * c_prev * f * (1 - f)
+    dz = np.concatenate([dz_i, dz_f, dc_total * i * (1 - g**2), dz_o], axis=1)
+    dc_prev = dc_total * f + dz_i * w[0] + dz_f * w[1]
+    return (np.concatenate([i, f, g, o], axis=1), c, h), (dz, dc_prev)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_peephole_step_matches_twin_and_the_papers_equations(dtype, shape):
+    rng = np.random.default_rng(sum(shape) + 3)
+    gates, recurrent, c_prev = random_step(rng, *shape, dtype, kind="lstm_peephole")
+    peephole = rng.normal(0, 1, (3, shape[1])).astype(dtype)
+    dy, dh, dc = backward_inputs(rng, *shape, dtype)
+    pre = gates.astype(np.float64) + recurrent
+    forward, backward = peephole_reference(pre, c_prev, peephole, dy, dh, dc)
+    c_scale = forward_scale(c_prev)
+    for cell in cells("lstm_peephole", dtype, *shape):
+        name = type(cell).__name__
+        activated, c_next, h_next = gates.copy(), np.empty_like(c_prev), np.empty_like(c_prev)
+        cell.forward(activated, recurrent, c_prev, c_next, h_next, peephole)
+        for actual, wanted, scale, label in zip(
+            (activated, c_next, h_next),
+            forward,
+            (1.0, c_scale, c_scale),
+            ("gates", "c", "h"),
+            strict=True,
+        ):
+            assert_close(actual, wanted, dtype, scale, f"{name} {label}")
+        d_gates, dc_prev = activated.copy(), dc.copy()
+        cell.backward(d_gates, dy, dh, dc_prev, c_prev, c_next, peephole)
+        scale = (1 + np.abs(peephole).max()) ** 2 * backward_scale(dy, dh, dc, c_prev)
+        assert_close(d_gates, backward[0], dtype, np.tile(scale, 4), f"{name} gate gradients")
+        assert_close(dc_prev, backward[1], dtype, scale, f"{name} dc_prev")

@@ -92,7 +92,9 @@ def test_specs_reject_other_dtypes_and_cells():
     with pytest.raises(TypeError, match=r"float32 and float64, got float16.*fused=False"):
         kernel_specs("lstm", np.float16)
     with pytest.raises(
-        ValueError, match=r"cell must be one of \('lstm', 'rnn', 'rnn_relu', 'gru'\), got 'mgu'"
+        ValueError,
+        match=r"cell must be one of "
+        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru'\), got 'mgu'",
     ):
         kernel_specs("mgu", np.float32)
     with pytest.raises(ValueError, match="cell must be one of"):

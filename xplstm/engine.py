@@ -165,6 +165,7 @@ class LSTMSaved(_Record):
     packing: Packing | None = None
     w_hr: Any = None  # (P, H) with a projection (LSTMP), else None
     unprojected: Any = None  # (T, m, H) with a projection: o * tanh(c) before W_hr
+    peephole: Any = None  # (3, H) rows (w_ci, w_cf, w_co) with peepholes, else None
 
     def window(self, start: int, stop: int) -> LSTMSaved:
         """The record of steps ``start .. stop - 1`` alone, as a forward from ``h[start - 1]``.
@@ -354,22 +355,23 @@ def _final_gradient_schedule(final: Any, lengths: np.ndarray | None, xp: Any) ->
 
 
 def _resolve_loop(
-    xp: Any, fused: bool | None, gpu_loop: str | None, projected: bool = False
+    xp: Any, fused: bool | None, gpu_loop: str | None, variant: str | None = None
 ) -> str:
     """The step loop: ``"cupy"`` on NumPy (the plain loop), for the unfused path, which is
-    separate ufunc launches by definition, and with a projection (the planned loops have no
-    projection GEMM); else the choice. Asking for a planned ``gpu_loop`` together with
-    ``fused=False`` or a projection in one call is an error."""
+    separate ufunc launches by definition, and for a ``variant`` of the plain LSTM cell
+    (``"proj_size"``, ``"peephole"``: the planned loops run the plain cell only); else the
+    choice. Asking for a planned ``gpu_loop`` together with ``fused=False`` or a variant in one
+    call is an error."""
     if xp is np:
         return "cupy"
     from .cuda.plan import gpu_loop as resolve
 
     loop = resolve(gpu_loop)
-    if loop != "cupy" and projected:
+    if loop != "cupy" and variant is not None:
         if gpu_loop is not None:
             raise ValueError(
-                f"gpu_loop={gpu_loop!r} has no projection step; an LSTM with proj_size runs "
-                "the 'cupy' loop"
+                f"gpu_loop={gpu_loop!r} runs the plain LSTM cell only; an LSTM with {variant} "
+                "runs the 'cupy' loop"
             )
         return "cupy"
     if loop != "cupy" and not fused_enabled(fused):
@@ -408,6 +410,7 @@ def lstm_forward(
     gpu_loop: str | None = None,
     order: np.ndarray | None = None,
     w_hr: Any = None,
+    peephole: Any = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -441,6 +444,10 @@ def lstm_forward(
     w_hr : ndarray, (P, H), optional
         A projection (torch's ``proj_size``, LSTMP): ``h_t = (o * tanh(c_t)) @ w_hr.T`` is the
         output and the recurrent input, ``P < H``; CuPy runs it on the ``"cupy"`` loop.
+    peephole : ndarray, (3, H), optional
+        Peephole weights, rows ``(w_ci, w_cf, w_co)`` (Gers et al. 2002): ``i`` and ``f`` also
+        see ``w_ci * c_{t-1}`` and ``w_cf * c_{t-1}``, ``o`` sees ``w_co * c_t``. CuPy runs them
+        on the ``"cupy"`` loop.
 
     Returns
     -------
@@ -453,7 +460,7 @@ def lstm_forward(
     saved : LSTMSaved
     """
     if xp is None:
-        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr)
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr, peephole)
     steps, batch, _ = x.shape
     hidden = w_ih.shape[0] // 4
     width = w_hh.shape[1]  # of h: H, or P with a projection
@@ -466,7 +473,7 @@ def lstm_forward(
     h0 = _zeros_or(h0, (batch, width), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
-    loop = _resolve_loop(xp, fused, gpu_loop, projected=w_hr is not None)
+    loop = _resolve_loop(xp, fused, gpu_loop, _variant(w_hr, peephole))
     gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
     h = allocate(workspace, "h", (steps, batch, width), dtype, xp)
@@ -476,7 +483,9 @@ def lstm_forward(
         unprojected = allocate(workspace, "unprojected", (steps, batch, hidden), dtype, xp)
         w_hr_t = xp.ascontiguousarray(w_hr.T)
     if loop == "cupy":
-        cell = make_cell("lstm", xp, dtype, batch, hidden, fused=fused)
+        kind = "lstm" if peephole is None else "lstm_peephole"
+        cell = make_cell(kind, xp, dtype, batch, hidden, fused=fused)
+        weights = () if peephole is None else (xp.ascontiguousarray(peephole),)
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # measured faster per step than the view
         # With a projection the cell writes o * tanh(c_t) to unprojected[t] and one more GEMM
         # maps it to h[t].
@@ -487,7 +496,7 @@ def lstm_forward(
                 break  # every sequence has ended
             xp.matmul(h_prev[:rows], w_hh_t, out=recurrent[:rows])
             cell.forward(gates[t, :rows], recurrent[:rows], c_prev[:rows], c[t, :rows],
-                         cell_output[t, :rows])  # fmt: skip
+                         cell_output[t, :rows], *weights)  # fmt: skip
             if unprojected is not None:
                 xp.matmul(unprojected[t, :rows], w_hr_t, out=h[t, :rows])
             h_prev, c_prev = h[t], c[t]
@@ -508,9 +517,16 @@ def lstm_forward(
     )
     saved = LSTMSaved(
         x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop, packing,
-        w_hr, unprojected,
+        w_hr, unprojected, peephole,
     )  # fmt: skip
     return output, h_n, c_n, saved
+
+
+def _variant(w_hr: Any, peephole: Any) -> str | None:
+    """The name of the first variant of the plain LSTM cell in use (for messages), or None."""
+    if w_hr is not None:
+        return "proj_size"
+    return None if peephole is None else "peephole"
 
 
 def lstm_inference(
@@ -526,6 +542,7 @@ def lstm_inference(
     xp: Any = None,
     gpu_loop: str | None = None,
     w_hr: Any = None,
+    peephole: Any = None,
 ) -> tuple[Any, Any, Any]:
     """:func:`lstm_forward` without a record, for inference: ``(h, h_n, c_n)``, bitwise the same.
 
@@ -536,7 +553,7 @@ def lstm_inference(
     nothing can be backpropagated.
     """
     if xp is None:
-        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr)
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr, peephole)
     steps, batch, n_in = x.shape
     hidden, width = w_ih.shape[0] // 4, w_hh.shape[1]
     chunk = projection_chunk(batch, n_in + 1, w_ih.shape[0], x.dtype.itemsize, xp)
@@ -554,7 +571,7 @@ def lstm_inference(
         h_part, h_prev, c_prev, _ = lstm_forward(
             x[start:stop], w_ih, w_hh, bias, h_prev, c_prev,
             lengths=part, fused=fused, workspace=workspace, xp=xp, gpu_loop=gpu_loop,
-            order=order, w_hr=w_hr,
+            order=order, w_hr=w_hr, peephole=peephole,
         )  # fmt: skip
         h[start:stop] = h_part
         if lengths is not None:
@@ -589,8 +606,9 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
     dw_hh : ndarray, (4H, H), or (4H, P) with a projection
     dbias : ndarray, (4H,)
         Gradient with respect to ``bias`` (and so to each of ``b_ih`` and ``b_hh``).
-    dw_hr : ndarray, (P, H)
-        Only with a projection (a seventh entry): the gradient with respect to ``w_hr``.
+    variants : dict of str to ndarray
+        Only with a projection or peepholes (a seventh entry): the gradients with respect to
+        ``w_hr`` (key ``"w_hr"``, ``(P, H)``) and ``peephole`` (key ``"peephole"``, ``(3, H)``).
     """
     gates, c, lengths, xp = saved.gates, saved.c, saved.lengths, saved.xp
     steps, batch, hidden = c.shape
@@ -617,7 +635,10 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
         d_unprojected = xp.empty((batch, hidden), dtype=dtype)
         nothing_carried = xp.zeros((batch, hidden), dtype=dtype)  # the cell adds it to its dy
     if saved.loop == "cupy":
-        cell = make_cell("lstm", xp, dtype, batch, hidden, fused=saved.fused)
+        peephole = saved.peephole
+        kind = "lstm" if peephole is None else "lstm_peephole"
+        cell = make_cell(kind, xp, dtype, batch, hidden, fused=saved.fused)
+        weights = () if peephole is None else (xp.ascontiguousarray(peephole),)
         for t in range(steps - 1, -1, -1):
             rows = active[t]
             if not rows:
@@ -633,7 +654,7 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
                 xp.matmul(d_projected[t, :rows], w_hr, out=d_unprojected[:rows])
                 d_output, d_carried = d_unprojected[:rows], nothing_carried[:rows]
             cell.backward(gates[t, :rows], d_output, d_carried, dc[:rows], c_prev[:rows],
-                          c[t, :rows])  # fmt: skip
+                          c[t, :rows], *weights)  # fmt: skip
             xp.matmul(gates[t, :rows], w_hh, out=dh[:rows])
     else:
         entries: dict[int, list[tuple[Any, Any, Any]]] = {}
@@ -643,19 +664,39 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
         plan = _plan(xp, dtype, batch, hidden, saved.loop)
         plan.backward(gates, dy, dh, dc, xp.ascontiguousarray(w_hh), saved.c0, c, entries, active)
 
-    packing.zero_past_lengths(xp, gates)  # the gradients of rows that did not run
+    # The gradients of rows that did not run; with peepholes also their cell states, which the
+    # peephole gradient multiplies (rows that never ran hold whatever the buffer held).
+    packing.zero_past_lengths(xp, gates, *(() if saved.peephole is None else (c,)))
     dx, dw_ih, dw_hh, dbias = _weight_gradients(
         gates, saved.x_ones, saved.h, saved.h0, saved.w_ih, xp
     )
     dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
-    if d_projected is None:
+    variants = {}
+    if d_projected is not None:
+        # dW_hr = sum over steps of dh_total[t].T @ unprojected[t]: one GEMM (padding is zero)
+        variants["w_hr"] = xp.matmul(
+            d_projected.reshape(steps * batch, width).T,
+            saved.unprojected.reshape(steps * batch, hidden),
+        )
+    if saved.peephole is not None:
+        variants["peephole"] = _peephole_gradient(gates, c, saved.c0, xp)
+    if not variants:
         return dx, dh, dc, dw_ih, dw_hh, dbias
-    # dW_hr = sum over steps of dh_total[t].T @ unprojected[t]: one GEMM (padding is zero in both)
-    dw_hr = xp.matmul(
-        d_projected.reshape(steps * batch, width).T,
-        saved.unprojected.reshape(steps * batch, hidden),
+    return dx, dh, dc, dw_ih, dw_hh, dbias, variants
+
+
+def _peephole_gradient(dpre: Any, c: Any, c0: Any, xp: Any) -> Any:
+    """``(3, H)``: sums over steps and rows of ``d_i * c_{t-1}``, ``d_f * c_{t-1}`` and
+    ``d_o * c_t`` from the gate gradients ``dpre`` ``(T, m, 4H)`` (zero where no step ran)."""
+    hidden = c.shape[2]
+    c_before = xp.concatenate([c0[None], c[:-1]], axis=0)
+    return xp.stack(
+        [
+            xp.einsum("tbh,tbh->h", dpre[:, :, :hidden], c_before),
+            xp.einsum("tbh,tbh->h", dpre[:, :, hidden : 2 * hidden], c_before),
+            xp.einsum("tbh,tbh->h", dpre[:, :, 3 * hidden :], c),
+        ]
     )
-    return dx, dh, dc, dw_ih, dw_hh, dbias, dw_hr
 
 
 _RNN_KINDS = {"tanh": "rnn", "relu": "rnn_relu"}  # nonlinearity -> cell kind

@@ -110,12 +110,12 @@ class GRU(SingleStateLayer):
     def _forward_direction(
         self,
         sequence: Any,
-        weights: tuple[Any, Any, Any, Any, Any],
+        weights: dict[str, Any],
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
     ) -> tuple[Any, list[Any], Any]:
-        w_ih, w_hh, b_ih, b_hh, _ = weights  # a GRU has no projection
+        w_ih, w_hh, b_ih, b_hh = (weights.get(role) for role in ("w_ih", "w_hh", "b_ih", "b_hh"))
         h, h_last, kept = engine.gru_forward(
             sequence, w_ih, w_hh, b_ih, b_hh, initial[0],
             lengths=lengths, workspace=workspace, xp=self._placement.xp,
@@ -126,6 +126,6 @@ class GRU(SingleStateLayer):
 
     def _backward_direction(
         self, d_output: Any, d_final: list[Any], saved: Any
-    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
+    ) -> tuple[Any, list[Any], dict[str, Any]]:
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = engine.gru_backward(d_output, d_final[0], saved)
-        return dx, [dh0], (dw_ih, dw_hh, db_ih, db_hh, None)
+        return dx, [dh0], {"w_ih": dw_ih, "w_hh": dw_hh, "b_ih": db_ih, "b_hh": db_hh}

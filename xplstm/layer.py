@@ -58,6 +58,13 @@ class LSTM(RecurrentLayer):
         With ``0 < P < H``, an LSTM with projections (torch's ``proj_size``): ``h_t`` has ``P``
         features (``weight_hr_l{k}`` ``(P, H)``, ``weight_hh_l{k}`` ``(4H, P)``), and so do the
         outputs and ``h_n``; ``c_n`` keeps ``H``. Layer ``k > 0`` takes ``D * P`` features.
+    peephole : bool, default False
+        Peephole connections (Gers, Schraudolph and Schmidhuber 2002): ``i`` and ``f`` also see
+        ``w_ci * c_{t-1}`` and ``w_cf * c_{t-1}``, ``o`` sees ``w_co * c_t`` (elementwise), with
+        ``weight_peephole_l{k}`` ``(3, H)`` rows ``(w_ci, w_cf, w_co)``, initialized to zero (so
+        a new layer computes what the same seed's plain LSTM does). Not in torch: its state
+        dicts lack these keys. Combines with every other option; on CuPy it runs the plain
+        step loop.
     dtype : str or numpy dtype, default "float32"
         ``float32`` or ``float64``: the type of the parameters, of every computation and of
         every output. Inputs of other real types are converted to it.
@@ -121,6 +128,7 @@ class LSTM(RecurrentLayer):
     _GATES = 4
     _FORMAT = LAYER_FORMAT
     _STATE_MEMBERS = ("h", "c")
+    _VARIANTS = ("proj_size", "peephole")
 
     def _check_state(self, name: str, value: Any, batch: int) -> list[Any]:
         members = ("h0", "c0") if name == "state" else ("dh_n", "dc_n")
@@ -140,28 +148,30 @@ class LSTM(RecurrentLayer):
     def _forward_direction(
         self,
         sequence: Any,
-        weights: tuple[Any, Any, Any, Any, Any],
+        weights: dict[str, Any],
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
     ) -> tuple[Any, list[Any], Any]:
-        w_ih, w_hh, b_ih, b_hh, w_hr = weights
-        bias = None if b_ih is None else b_ih + b_hh
+        bias = weights["b_ih"] + weights["b_hh"] if self.bias else None
         xp = self._placement.xp
-        arguments = (sequence, w_ih, w_hh, bias, initial[0], initial[1])
+        arguments = (sequence, weights["w_ih"], weights["w_hh"], bias, initial[0], initial[1])
+        variants = {"w_hr": weights.get("w_hr"), "peephole": weights.get("peephole")}
         if workspace is None:
-            h, h_last, c_last = engine.lstm_inference(*arguments, lengths=lengths, xp=xp, w_hr=w_hr)
+            h, h_last, c_last = engine.lstm_inference(
+                *arguments, lengths=lengths, xp=xp, **variants
+            )
             return h, [h_last, c_last], None
         h, h_last, c_last, kept = engine.lstm_forward(
-            *arguments, lengths=lengths, workspace=workspace, xp=xp, w_hr=w_hr
+            *arguments, lengths=lengths, workspace=workspace, xp=xp, **variants
         )
         return h, [h_last, c_last], kept
 
     def _backward_direction(
         self, d_output: Any, d_final: list[Any], saved: Any
-    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
-        dx, dh0, dc0, dw_ih, dw_hh, dbias, *projection = engine.lstm_backward(
+    ) -> tuple[Any, list[Any], dict[str, Any]]:
+        dx, dh0, dc0, dw_ih, dw_hh, dbias, *variants = engine.lstm_backward(
             d_output, d_final[0], d_final[1], saved
         )
-        dw_hr = projection[0] if projection else None
-        return dx, [dh0, dc0], (dw_ih, dw_hh, dbias, dbias, dw_hr)
+        gradients = {"w_ih": dw_ih, "w_hh": dw_hh, "b_ih": dbias, "b_hh": dbias}
+        return dx, [dh0, dc0], {**gradients, **(variants[0] if variants else {})}

@@ -100,6 +100,7 @@ class RecurrentLayer:
     _GATES = 4
     _FORMAT = LAYER_FORMAT
     _STATE_MEMBERS: tuple[str, ...] = ("h", "c")
+    _VARIANTS: tuple[str, ...] = ()  # the LSTM's: "proj_size", "peephole"
 
     def __init__(
         self,
@@ -112,6 +113,7 @@ class RecurrentLayer:
         dropout: float = 0.0,
         bidirectional: bool = False,
         proj_size: int = 0,
+        peephole: bool = False,
         dtype: Any = "float32",
         device: str = "cpu",
         seed: Any = None,
@@ -119,7 +121,7 @@ class RecurrentLayer:
     ) -> None:
         self._configure(
             input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device,
-            dropout=dropout, proj_size=proj_size, nonlinearity=nonlinearity,
+            dropout=dropout, proj_size=proj_size, peephole=peephole, nonlinearity=nonlinearity,
         )  # fmt: skip
         if self.dropout and self.num_layers == 1:
             warnings.warn(
@@ -132,7 +134,10 @@ class RecurrentLayer:
         bound = 1.0 / math.sqrt(self.hidden_size)
         with self._device_scope():
             for name, shape in self._parameter_shapes().items():
-                values = rng.uniform(-bound, bound, size=shape)
+                if name.startswith("weight_peephole_"):  # start as the plain LSTM (and draw
+                    values = np.zeros(shape)  # nothing: the other weights are its weights)
+                else:
+                    values = rng.uniform(-bound, bound, size=shape)
                 self._parameters[name] = self._placement.xp.asarray(values, dtype=self.dtype)
         # The dropout masks' own stream, seeded from the same seed after the parameters: a layer
         # built again with that seed draws the same masks.
@@ -152,10 +157,18 @@ class RecurrentLayer:
         *,
         dropout: Any = 0.0,
         proj_size: Any = 0,
+        peephole: Any = False,
         nonlinearity: Any = None,
     ) -> None:
         """Check and store the configuration; parameters and grads are left empty."""
         self._check_nonlinearity(nonlinearity)
+        for name, value, default in (("proj_size", proj_size, 0), ("peephole", peephole, False)):
+            if name not in self._VARIANTS and value != default:
+                raise TypeError(
+                    f"xplstm.{type(self).__name__} has no {name} (xplstm.LSTM has), got "
+                    f"{name}={value!r}"
+                )
+        self.peephole = check_flag("peephole", peephole)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
@@ -196,7 +209,7 @@ class RecurrentLayer:
         """
         model = cls.__new__(cls)
         model._configure(**config, device="cpu")
-        per_direction = (4 if model.bias else 2) + (1 if model.proj_size else 0)
+        per_direction = (4 if model.bias else 2) + bool(model.proj_size) + model.peephole
         count = model.num_layers * model.num_directions * per_direction
         if count > 2 * members + 8:
             raise ValueError(
@@ -244,17 +257,19 @@ class RecurrentLayer:
         """The array module of the layer's device: ``numpy`` or ``cupy``."""
         return self._placement.xp
 
-    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str, str]:
-        """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` and ``weight_hr`` names of one
-        layer and direction (the biases and the projection exist only when configured)."""
+    def _names(self, layer: int, direction: int) -> dict[str, str]:
+        """The parameter names of one layer and direction by role, in torch's order: ``w_ih``,
+        ``w_hh``, then with ``bias`` ``b_ih`` and ``b_hh``, with ``proj_size`` ``w_hr``, with
+        ``peephole`` ``peephole``."""
         suffix = f"l{layer}" + ("_reverse" if direction == 1 else "")
-        return (
-            f"weight_ih_{suffix}",
-            f"weight_hh_{suffix}",
-            f"bias_ih_{suffix}",
-            f"bias_hh_{suffix}",
-            f"weight_hr_{suffix}",
-        )
+        names = {"w_ih": f"weight_ih_{suffix}", "w_hh": f"weight_hh_{suffix}"}
+        if self.bias:
+            names.update(b_ih=f"bias_ih_{suffix}", b_hh=f"bias_hh_{suffix}")
+        if self.proj_size:
+            names["w_hr"] = f"weight_hr_{suffix}"
+        if self.peephole:
+            names["peephole"] = f"weight_peephole_{suffix}"
+        return names
 
     def _parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter names and shapes in torch's order."""
@@ -262,15 +277,17 @@ class RecurrentLayer:
         shapes: dict[str, tuple[int, ...]] = {}
         for layer in range(self.num_layers):
             width = self.input_size if layer == 0 else out * self.num_directions
+            role_shapes = {
+                "w_ih": (gates, width),
+                "w_hh": (gates, out),
+                "b_ih": (gates,),
+                "b_hh": (gates,),
+                "w_hr": (out, hidden),
+                "peephole": (3, hidden),
+            }
             for direction in range(self.num_directions):
-                w_ih, w_hh, b_ih, b_hh, w_hr = self._names(layer, direction)
-                shapes[w_ih] = (gates, width)
-                shapes[w_hh] = (gates, out)
-                if self.bias:
-                    shapes[b_ih] = (gates,)
-                    shapes[b_hh] = (gates,)
-                if self.proj_size:
-                    shapes[w_hr] = (out, hidden)
+                for role, name in self._names(layer, direction).items():
+                    shapes[name] = role_shapes[role]
         return shapes
 
     def __getattr__(self, name: str) -> Any:
@@ -502,15 +519,14 @@ class RecurrentLayer:
     def _forward_direction(
         self,
         sequence: Any,
-        weights: tuple[Any, Any, Any, Any, Any],
+        weights: dict[str, Any],
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
     ) -> tuple[Any, list[Any], Any]:
         """One layer and direction forward: ``(h, final states, engine record)``.
 
-        ``weights`` are ``(W_ih, W_hh, b_ih, b_hh, W_hr)`` (biases ``None`` without bias,
-        ``W_hr`` without a projection);
+        ``weights`` are the direction's parameters by role (the keys of :meth:`_names`);
         ``initial`` one ``(m, H)`` array or ``None`` per state. ``workspace`` is ``None``
         under :class:`xplstm.no_grad`: then nothing is recorded (the record is ``None``).
         """
@@ -518,10 +534,10 @@ class RecurrentLayer:
 
     def _backward_direction(
         self, d_output: Any, d_final: list[Any], saved: Any
-    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
-        """One layer and direction backward: ``(dx, initial-state gradients, (dW_ih, dW_hh,
-        db_ih, db_hh, dW_hr))`` (``dW_hr`` ``None`` without a projection); ``d_output`` and
-        the ``d_final`` entries may be ``None``."""
+    ) -> tuple[Any, list[Any], dict[str, Any]]:
+        """One layer and direction backward: ``(dx, initial-state gradients, parameter
+        gradients by role)`` (every role of the forward's ``weights``); ``d_output`` and the
+        ``d_final`` entries may be ``None``."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------------- forward and backward
@@ -602,16 +618,11 @@ class RecurrentLayer:
             outputs = []
             for direction in range(directions):
                 row = layer * directions + direction
-                w_ih, w_hh, b_ih, b_hh, w_hr = self._names(layer, direction)
-                parameters = self._parameters
                 sequence = layer_input if direction == 0 else reversal(layer_input)
-                weights = (
-                    parameters[w_ih],
-                    parameters[w_hh],
-                    parameters[b_ih] if self.bias else None,
-                    parameters[b_hh] if self.bias else None,
-                    parameters[w_hr] if self.proj_size else None,
-                )
+                weights = {
+                    role: self._parameters[name]
+                    for role, name in self._names(layer, direction).items()
+                }
                 first = [None if state is None else state[row].copy() for state in initial]
                 workspace = local.workspaces.setdefault(row, Workspace()) if recording else None
                 h, last, kept = self._forward_direction(
@@ -749,7 +760,7 @@ class RecurrentLayer:
                         d_part = record.reversal(d_part)
                     else:
                         d_part = xp.ascontiguousarray(d_part)
-                dx, d_first, (dw_ih, dw_hh, db_ih, db_hh, dw_hr) = self._backward_direction(
+                dx, d_first, by_role = self._backward_direction(
                     d_part,
                     [None if final is None else final[row] for final in d_final],
                     record.saved[row],
@@ -763,12 +774,8 @@ class RecurrentLayer:
                     d_input += dx
                 for gradient, value in zip(d_initial, d_first, strict=True):
                     gradient[row] = value
-                w_ih, w_hh, b_ih, b_hh, w_hr = self._names(layer, direction)
-                gradients += [(w_ih, dw_ih), (w_hh, dw_hh)]
-                if self.bias:
-                    gradients += [(b_ih, db_ih), (b_hh, db_hh)]
-                if self.proj_size:
-                    gradients.append((w_hr, dw_hr))
+                names = self._names(layer, direction)
+                gradients += [(names[role], by_role[role]) for role in names]
             d_output = d_input
 
         dx = d_output.transpose(1, 0, 2) if self.batch_first else d_output
@@ -791,6 +798,8 @@ class RecurrentLayer:
             parts.append("bidirectional=True")
         if self.proj_size:
             parts.append(f"proj_size={self.proj_size}")
+        if self.peephole:
+            parts.append("peephole=True")
         if self.dtype != np.float32:
             parts.append(f"dtype={self.dtype.name}")
         if self.device != "cpu":

@@ -93,15 +93,14 @@ class RNN(SingleStateLayer):
     def _forward_direction(
         self,
         sequence: Any,
-        weights: tuple[Any, Any, Any, Any, Any],
+        weights: dict[str, Any],
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
     ) -> tuple[Any, list[Any], Any]:
-        w_ih, w_hh, b_ih, b_hh, _ = weights  # an RNN has no projection
-        bias = None if b_ih is None else b_ih + b_hh
+        bias = weights["b_ih"] + weights["b_hh"] if self.bias else None
         h, h_last, kept = engine.rnn_forward(
-            sequence, w_ih, w_hh, bias, initial[0],
+            sequence, weights["w_ih"], weights["w_hh"], bias, initial[0],
             lengths=lengths, xp=self._placement.xp, nonlinearity=self.nonlinearity,
         )  # fmt: skip
         # The engine's h is a new array each call; under no_grad (no workspace) keep no record.
@@ -109,9 +108,9 @@ class RNN(SingleStateLayer):
 
     def _backward_direction(
         self, d_output: Any, d_final: list[Any], saved: Any
-    ) -> tuple[Any, list[Any], tuple[Any, Any, Any, Any, Any]]:
+    ) -> tuple[Any, list[Any], dict[str, Any]]:
         dx, dh0, dw_ih, dw_hh, dbias = engine.rnn_backward(d_output, d_final[0], saved)
-        return dx, [dh0], (dw_ih, dw_hh, dbias, dbias, None)
+        return dx, [dh0], {"w_ih": dw_ih, "w_hh": dw_hh, "b_ih": dbias, "b_hh": dbias}
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

@@ -78,7 +78,12 @@ LAYER_ARGUMENTS = (
 )
 # Arguments stored only where they differ from these defaults, so files of layers without them
 # read the same in older versions, and older files (without them) read here.
-OPTIONAL_LAYER_ARGUMENTS: dict[str, Any] = {"dropout": 0.0, "proj_size": 0, "nonlinearity": "tanh"}
+OPTIONAL_LAYER_ARGUMENTS: dict[str, Any] = {
+    "dropout": 0.0,
+    "proj_size": 0,
+    "peephole": False,
+    "nonlinearity": "tanh",
+}
 
 LSTM_PREFIX = "lstm."
 LSTM_CONFIG_KEY = LSTM_PREFIX + "config"

@@ -34,6 +34,8 @@ __all__ = [
 STEP_ARGUMENTS = {
     ("lstm", "forward"): ("gates", "recurrent", "c_prev", "c_next", "h_next"),
     ("lstm", "backward"): ("gates", "dy", "dh", "dc", "c_prev", "c_next"),
+    ("lstm_peephole", "forward"): ("gates", "recurrent", "c_prev", "c_next", "h_next", "peephole"),
+    ("lstm_peephole", "backward"): ("gates", "dy", "dh", "dc", "c_prev", "c_next", "peephole"),
     ("rnn", "forward"): ("h_next", "recurrent"),
     ("rnn", "backward"): ("dpre", "h_next", "dy", "dh"),
     ("rnn_relu", "forward"): ("h_next", "recurrent"),
@@ -41,7 +43,7 @@ STEP_ARGUMENTS = {
 }
 """The positional arguments of each cell step (the cell protocol of :mod:`xplstm.cells`)."""
 
-GATES = {"lstm": 4, "rnn": 1, "rnn_relu": 1}
+GATES = {"lstm": 4, "lstm_peephole": 4, "rnn": 1, "rnn_relu": 1}
 
 
 # ------------------------------------------------------------------- float64 reference formulas

@@ -18,7 +18,7 @@ import numpy as np
 from ..switches import env_switch
 from .activations import StackedActivations, sigmoid
 from .gru import GRUTwin
-from .lstm import LSTMTwin
+from .lstm import LSTMPeepholeTwin, LSTMTwin
 from .rnn import RNNReluTwin, RNNTwin
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "GRUCell",
     "GRUTwin",
     "LSTMCell",
+    "LSTMPeepholeTwin",
     "LSTMTwin",
     "RNNCell",
     "RNNReluTwin",
@@ -81,6 +82,7 @@ class GRUCell(Protocol):
 
 _TWINS: dict[str, Any] = {
     "lstm": LSTMTwin,
+    "lstm_peephole": LSTMPeepholeTwin,
     "rnn": RNNTwin,
     "rnn_relu": RNNReluTwin,
     "gru": GRUTwin,
@@ -100,8 +102,9 @@ def make_cell(
 
     Parameters
     ----------
-    kind : {"lstm", "rnn", "rnn_relu", "gru"}
-        ``"rnn"`` is the tanh RNN, ``"rnn_relu"`` the ReLU one (same protocol).
+    kind : {"lstm", "lstm_peephole", "rnn", "rnn_relu", "gru"}
+        ``"rnn"`` is the tanh RNN, ``"rnn_relu"`` the ReLU one (same protocol);
+        ``"lstm_peephole"`` takes the peephole weights as one more argument of each step.
     xp : module
         ``numpy`` or ``cupy``: the backend of every array the cell will see.
     dtype : dtype

@@ -65,6 +65,36 @@ class FusedLSTMCell:
             self._backward(dy, dh, c_prev, c_next, self.hidden_size, gates, dc, size=size)
 
 
+class FusedLSTMPeepholeCell:
+    """The peephole-LSTM step as fused kernels (contract of
+    :class:`xplstm.cells.LSTMPeepholeTwin`)."""
+
+    implementation = "fused cuda"
+
+    def __init__(self, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        kernels = elementwise_kernels("lstm_peephole", dtype)
+        self._forward, self._backward = kernels["forward"], kernels["backward"]
+        self.hidden_size = hidden_size
+
+    def forward(
+        self, gates: Any, recurrent: Any, c_prev: Any, c_next: Any, h_next: Any, peephole: Any
+    ) -> None:
+        """One forward step (``lstm_peephole_forward_element``), all arrays C-contiguous."""
+        size = c_next.shape[0] * self.hidden_size
+        if size:
+            self._forward(recurrent, peephole, c_prev, self.hidden_size, gates, c_next, h_next,
+                          size=size)  # fmt: skip
+
+    def backward(
+        self, gates: Any, dy: Any, dh: Any, dc: Any, c_prev: Any, c_next: Any, peephole: Any
+    ) -> None:
+        """One backward step (``lstm_peephole_backward_element``), all arrays C-contiguous."""
+        size = dc.shape[0] * self.hidden_size
+        if size:
+            self._backward(peephole, dy, dh, c_prev, c_next, self.hidden_size, gates, dc,
+                           size=size)  # fmt: skip
+
+
 class FusedRNNCell:
     """The tanh-RNN step as fused kernels (same contract as :class:`xplstm.cells.RNNTwin`)."""
 
@@ -124,6 +154,7 @@ class FusedGRUCell:
 
 _FUSED = {
     "lstm": FusedLSTMCell,
+    "lstm_peephole": FusedLSTMPeepholeCell,
     "rnn": FusedRNNCell,
     "rnn_relu": FusedRNNReluCell,
     "gru": FusedGRUCell,
