@@ -186,9 +186,26 @@ def _layer_cell(w_ih, w_hh, bias, xt, h, c, peephole=None):
     return o * np.tanh(c_next), c_next, (i, f, g, o)
 
 
+def _noise_at(noise, layer, direction, step, b, hidden, out):
+    """The zoneout keeps ``(k_c, k_h)`` and recurrent-dropout mask of one step of sequence
+    ``b`` (``step``: the how-manieth step its direction runs); no noise: ``0, 0, 1``."""
+    masks = (noise or {}).get((layer, direction), {})
+
+    def keep(name, width):
+        array = masks.get(name)
+        if array is None:
+            return np.zeros(width)
+        return np.asarray(array[step, b] if array.ndim == 3 else array[b], dtype=np.float64)
+
+    recurrent = masks.get("recurrent_mask")
+    scale = np.ones(out) if recurrent is None else np.asarray(recurrent[b], dtype=np.float64)
+    return keep("zoneout_c", hidden), keep("zoneout_h", out), scale
+
+
 def layer_forward(
-    params, x, h0, c0, lengths, num_layers, bidirectional, hidden, proj_size=0, masks=None
-):
+    params, x, h0, c0, lengths, num_layers, bidirectional, hidden, proj_size=0, masks=None,
+    noise=None,
+):  # fmt: skip
     """``torch.nn.LSTM`` as plain loops, one sequence and one step at a time, time-major
     ``x (T, m, in)``; ``params`` are float64 arrays named as in its ``state_dict``.
 
@@ -196,7 +213,11 @@ def layer_forward(
     its outputs past ``L_b`` are zero. With ``proj_size = P > 0`` (LSTMP) the output and the
     recurrent input are ``h_t = W_hr (o * tanh(c_t))`` of size ``P``. ``masks``, one per layer
     but the last, multiply that layer's outputs before the next layer reads them (inverted
-    dropout, already scaled). Returns ``y (T, m, D * out)``, ``h_n``, ``c_n`` and the tape
+    dropout, already scaled). ``noise`` maps ``(layer, direction)`` to that direction's
+    ``zoneout_c``, ``zoneout_h`` (Krueger et al. 2016: ``c_t = k_c c_{t-1} + (1 - k_c) c~_t``,
+    the same for ``h``; indexed by the direction's own step count, or one row per sequence for
+    every step) and ``recurrent_mask`` (Gal and Ghahramani 2016: ``h_{t-1} * mask`` enters
+    ``W_hh``). Returns ``y (T, m, D * out)``, ``h_n``, ``c_n`` and the tape
     :func:`layer_backward` reads.
     """
     steps, batch, _ = x.shape
@@ -223,13 +244,21 @@ def layer_forward(
                 h, c = h0[row, b], c0[row, b]
                 order = range(lengths[b]) if direction == 0 else range(lengths[b] - 1, -1, -1)
                 taken[direction, b] = []
-                for t in order:
+                for count, t in enumerate(order):
                     h_prev, c_prev = h, c
-                    cell_output, c, gates = _layer_cell(
-                        *weights, layer_input[t, b], h_prev, c_prev, peephole
+                    keep_c, keep_h, scale = _noise_at(
+                        noise, layer, direction, count, b, hidden, out
                     )
-                    h = cell_output if w_hr is None else w_hr @ cell_output
-                    taken[direction, b].append((t, h_prev, c_prev, c, gates, cell_output))
+                    h_in = h_prev * scale
+                    cell_output, c_tilde, gates = _layer_cell(
+                        *weights, layer_input[t, b], h_in, c_prev, peephole
+                    )
+                    h_tilde = cell_output if w_hr is None else w_hr @ cell_output
+                    c = keep_c * c_prev + (1.0 - keep_c) * c_tilde
+                    h = keep_h * h_prev + (1.0 - keep_h) * h_tilde
+                    taken[direction, b].append(
+                        (t, h_in, c_prev, c_tilde, gates, cell_output, (keep_c, keep_h, scale))
+                    )
                     output[t, b, columns] = h
                 h_n[row, b], c_n[row, b] = h, c
         tape.append((layer_input, taken))
@@ -241,9 +270,9 @@ def layer_forward(
 
 def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None):
     """Gradients of ``sum(y * dy) + sum(h_n * dh_n) + sum(c_n * dc_n)`` for the forward that
-    wrote ``tape`` (with the same ``proj_size`` and ``masks``), back through each sequence's
-    steps one at a time (``dh_n``/``dc_n`` may be None). Returns ``dx``, ``dh0``, ``dc0`` and
-    the parameter gradients keyed like ``params``.
+    wrote ``tape`` (with the same ``proj_size`` and ``masks``; its ``noise`` is on the tape),
+    back through each sequence's steps one at a time (``dh_n``/``dc_n`` may be None). Returns
+    ``dx``, ``dh0``, ``dc0`` and the parameter gradients keyed like ``params``.
     """
     grads = {name: np.zeros(np.shape(value)) for name, value in params.items()}
     directions = 1 + max(direction for direction, _ in tape[0][1])
@@ -266,8 +295,11 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None
             row = layer * directions + direction
             columns = slice(direction * out, (direction + 1) * out)
             dh, dc = dh_n[row, b], dc_n[row, b]
-            for t, h_prev, c_prev, c, (i, f, g, o), cell_output in reversed(steps):
+            for t, h_in, c_prev, c, (i, f, g, o), cell_output, noise in reversed(steps):
+                keep_c, keep_h, scale = noise
                 dh = dh + d_output[t, b, columns]
+                dh, dh_kept = (1.0 - keep_h) * dh, keep_h * dh  # zoneout: to h~_t and h_{t-1}
+                dc, dc_kept = (1.0 - keep_c) * dc, keep_c * dc
                 if w_hr is not None:
                     grads[f"weight_hr_{suffix}"] += np.outer(dh, cell_output)
                     dh = w_hr.T @ dh  # now the gradient at o * tanh(c_t)
@@ -281,12 +313,13 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None
                         [dz_i * c_prev, dz_f * c_prev, dz_o * c]
                     )
                 grads[f"weight_ih_{suffix}"] += np.outer(dz, layer_input[t, b])
-                grads[f"weight_hh_{suffix}"] += np.outer(dz, h_prev)
+                grads[f"weight_hh_{suffix}"] += np.outer(dz, h_in)
                 for name in (f"bias_ih_{suffix}", f"bias_hh_{suffix}"):
                     if name in grads:
                         grads[name] += dz
                 d_input[t, b] += w_ih.T @ dz
-                dh, dc = w_hh.T @ dz, dc * f + dz_i * p[0] + dz_f * p[1]
+                dh = scale * (w_hh.T @ dz) + dh_kept
+                dc = dc * f + dz_i * p[0] + dz_f * p[1] + dc_kept
             dh0[row, b], dc0[row, b] = dh, dc
         d_output = d_input
         if masks is not None and layer > 0:

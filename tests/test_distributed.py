@@ -273,3 +273,22 @@ def test_fit_holds_its_checkpoint_folder_like_train(client, tmp_path):
     assert len(run(overwrite=True)) == 1  # started over: one epoch, one step of both chunks
     with RunFolder(tmp_path), pytest.raises(RuntimeError, match="in use by another"):
         run(resume=True)
+
+
+def test_variants_in_evaluation_equal_single_process(client):
+    """Peepholes and zoneout's expectations reach the workers; training-mode zoneout and
+    recurrent dropout are refused, naming the flag."""
+    rng = np.random.default_rng(3)
+    model = xplstm.LSTM(
+        INPUTS, HIDDEN, 2, peephole=True, zoneout_cell=0.3, zoneout_hidden=0.2,
+        recurrent_dropout=0.1, dtype="float64", seed=3,
+    )  # fmt: skip
+    for _, value in model.named_parameters():
+        value[...] = rng.uniform(-0.5, 0.5, value.shape)
+    x = rng.standard_normal((STEPS, BATCH, INPUTS))
+    chunked = da.from_array(x, chunks=(STEPS, 3, INPUTS))
+    with pytest.raises(ValueError, match=r"zoneout_cell=0.3 in training mode.*model.eval\(\)"):
+        xdist.forward(model, chunked)
+    want_y, _ = model.eval()(x)
+    y = client.compute(xdist.forward(model, chunked), sync=True)
+    assert_close(y, want_y, np.float64)

@@ -94,7 +94,7 @@ def test_specs_reject_other_dtypes_and_cells():
     with pytest.raises(
         ValueError,
         match=r"cell must be one of "
-        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru'\), got 'mgu'",
+        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru', 'zoneout'\), got 'mgu'",
     ):
         kernel_specs("mgu", np.float32)
     with pytest.raises(ValueError, match="cell must be one of"):

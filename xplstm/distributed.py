@@ -45,7 +45,12 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 __all__ = ["fit", "forward", "grads", "value_and_grads"]
 
-_CONFIG_FIELDS = ("input_size", "hidden_size", "num_layers", "bias", "bidirectional", "proj_size")
+_CONFIG_FIELDS = (
+    "input_size", "hidden_size", "num_layers", "bias", "bidirectional", "proj_size", "peephole",
+    "zoneout_cell", "zoneout_hidden",
+)  # fmt: skip
+# What draws masks in training mode; one mask stream cannot be split over chunks reproducibly.
+_STOCHASTIC = ("dropout", "zoneout_cell", "zoneout_hidden", "recurrent_dropout")
 
 
 # ------------------------------------------------------------------------------ model transport
@@ -63,7 +68,7 @@ def _payload(model: LSTM) -> dict[str, Any]:
 def _rebuild(payload: Mapping[str, Any], like: Any) -> LSTM:
     """The model of ``payload``, time-major, on the device of the chunk ``like``."""
     device = "cuda" if is_cupy_array(like) else "cpu"
-    model = LSTM(**payload["config"], device=device, seed=0)
+    model = LSTM(**payload["config"], device=device, seed=0).eval()  # zoneout: expectations
     model.load_state_dict(payload["state"])
     return model
 
@@ -99,12 +104,13 @@ def _batch_chunked(name: str, array: Any, batch_axis: int) -> Any:
 def _check_sequences(model: LSTM, x: Any) -> Any:
     if not isinstance(model, LSTM):
         raise TypeError(f"model must be an xplstm.LSTM, got {type(model).__name__}")
-    if model.training and model.dropout:
-        raise ValueError(
-            f"model has dropout={model.dropout} in training mode; xplstm.distributed runs "
-            "the layer without dropout (one mask stream cannot be split over chunks "
-            "reproducibly): call model.eval(), or build it with dropout=0"
-        )
+    for name in _STOCHASTIC:
+        if model.training and getattr(model, name):
+            raise ValueError(
+                f"model has {name}={getattr(model, name)} in training mode; xplstm.distributed "
+                "runs the layer in evaluation mode (one mask stream cannot be split over "
+                f"chunks reproducibly): call model.eval(), or build it with {name}=0"
+            )
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array (T, m, n_x), got {type(x).__name__}")
     if x.ndim != 3 or x.shape[2] != model.input_size:

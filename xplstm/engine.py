@@ -166,6 +166,10 @@ class LSTMSaved(_Record):
     w_hr: Any = None  # (P, H) with a projection (LSTMP), else None
     unprojected: Any = None  # (T, m, H) with a projection: o * tanh(c) before W_hr
     peephole: Any = None  # (3, H) rows (w_ci, w_cf, w_co) with peepholes, else None
+    zoneout_c: Any = None  # zoneout's keep of c, (T, m, H) or (m, H), packed; else None
+    zoneout_h: Any = None  # the same for h, (T, m, out) or (m, out)
+    recurrent_mask: Any = None  # (m, out) recurrent dropout, packed; else None
+    c_tilde: Any = None  # (T, m, H) with zoneout of c: the candidates f * c_{t-1} + i * g
 
     def window(self, start: int, stop: int) -> LSTMSaved:
         """The record of steps ``start .. stop - 1`` alone, as a forward from ``h[start - 1]``.
@@ -185,6 +189,9 @@ class LSTMSaved(_Record):
             c=self.c[start:stop],
             h=self.h[start:stop],
             unprojected=None if self.unprojected is None else self.unprojected[start:stop],
+            zoneout_c=_steps_of(self.zoneout_c, start, stop),
+            zoneout_h=_steps_of(self.zoneout_h, start, stop),
+            c_tilde=None if self.c_tilde is None else self.c_tilde[start:stop],
         )
 
 
@@ -216,6 +223,12 @@ class RNNSaved(_Record):
             h0=self.h0 if start == 0 else self.h[start - 1],
             h=self.h[start:stop],
         )
+
+
+def _steps_of(keep: Any, start: int, stop: int) -> Any:
+    """Steps ``start .. stop - 1`` of zoneout's ``keep`` (``(T, m, n)``; an ``(m, n)`` one, or
+    ``None``, serves every step)."""
+    return keep[start:stop] if keep is not None and keep.ndim == 3 else keep
 
 
 def _valid_steps(lengths: np.ndarray, steps: int) -> np.ndarray:
@@ -411,6 +424,9 @@ def lstm_forward(
     order: np.ndarray | None = None,
     w_hr: Any = None,
     peephole: Any = None,
+    zoneout_c: Any = None,
+    zoneout_h: Any = None,
+    recurrent_mask: Any = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -448,6 +464,18 @@ def lstm_forward(
         Peephole weights, rows ``(w_ci, w_cf, w_co)`` (Gers et al. 2002): ``i`` and ``f`` also
         see ``w_ci * c_{t-1}`` and ``w_cf * c_{t-1}``, ``o`` sees ``w_co * c_t``. CuPy runs them
         on the ``"cupy"`` loop.
+    zoneout_c, zoneout_h : ndarray, (T, m, H) and (T, m, out), or (m, H) and (m, out), optional
+        Zoneout (Krueger et al. 2016) of the cell and hidden states (``out`` = ``P`` with a
+        projection, else ``H``): after each step ``c_t = k_c * c_{t-1} + (1 - k_c) * c~_t`` and
+        ``h_t = k_h * h_{t-1} + (1 - k_h) * h~_t``, where ``c~_t``, ``h~_t`` are the step's
+        results from the kept states and ``k`` is ``zoneout_*[t]`` (Bernoulli masks in
+        training), or the same ``(m, ...)`` array every step (the probabilities, in
+        evaluation). Step ``t`` is the ``t``-th step this call runs.
+    recurrent_mask : ndarray, (m, out), optional
+        Variational recurrent dropout (Gal and Ghahramani 2016): ``h_{t-1} * recurrent_mask``
+        enters the recurrent GEMM at every step (the mask is already scaled).
+    The zoneout and recurrent-dropout arrays are in the caller's batch order and run on the
+    ``"cupy"`` loop.
 
     Returns
     -------
@@ -460,7 +488,8 @@ def lstm_forward(
     saved : LSTMSaved
     """
     if xp is None:
-        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr, peephole)
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr, peephole, zoneout_c, zoneout_h,
+                              recurrent_mask)  # fmt: skip
     steps, batch, _ = x.shape
     hidden = w_ih.shape[0] // 4
     width = w_hh.shape[1]  # of h: H, or P with a projection
@@ -468,37 +497,58 @@ def lstm_forward(
     # Longest first, so each step's active sequences are the first rows.
     packing = Packing.for_call(lengths, steps, batch, order)
     x, h0, c0 = packing.rows(x, xp, axis=1), packing.rows(h0, xp), packing.rows(c0, xp)
+    zoneout_c, zoneout_h = (_packed_keep(keep, packing, xp) for keep in (zoneout_c, zoneout_h))
+    recurrent_mask = packing.rows(recurrent_mask, xp)
     lengths, active = packing.lengths, packing.active
     x_ones = with_ones(x, lengths, workspace, xp=xp)
     h0 = _zeros_or(h0, (batch, width), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
-    loop = _resolve_loop(xp, fused, gpu_loop, _variant(w_hr, peephole))
+    variant = _variant(w_hr, peephole, zoneout_c, zoneout_h, recurrent_mask)
+    loop = _resolve_loop(xp, fused, gpu_loop, variant)
     gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
     h = allocate(workspace, "h", (steps, batch, width), dtype, xp)
     recurrent = allocate(workspace, "recurrent", (batch, 4 * hidden), dtype, xp)
-    unprojected = None
+    unprojected: Any = None
+    c_tilde: Any = None
     if w_hr is not None:
         unprojected = allocate(workspace, "unprojected", (steps, batch, hidden), dtype, xp)
         w_hr_t = xp.ascontiguousarray(w_hr.T)
+    if zoneout_c is not None:  # the candidates c~_t, which the backward step differentiates
+        c_tilde = allocate(workspace, "c_tilde", (steps, batch, hidden), dtype, xp)
     if loop == "cupy":
         kind = "lstm" if peephole is None else "lstm_peephole"
         cell = make_cell(kind, xp, dtype, batch, hidden, fused=fused)
         weights = () if peephole is None else (xp.ascontiguousarray(peephole),)
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # measured faster per step than the view
+        zoneout = {
+            "c": _zoneout(zoneout_c, xp, dtype, batch, hidden, fused),
+            "h": _zoneout(zoneout_h, xp, dtype, batch, width, fused),
+        }
+        dropped = None if recurrent_mask is None else xp.empty((batch, width), dtype=dtype)
         # With a projection the cell writes o * tanh(c_t) to unprojected[t] and one more GEMM
         # maps it to h[t].
         cell_output = h if unprojected is None else unprojected
+        cell_state = c if c_tilde is None else c_tilde
         h_prev, c_prev = h0, c0
         for t, rows in enumerate(active):
             if not rows:
                 break  # every sequence has ended
-            xp.matmul(h_prev[:rows], w_hh_t, out=recurrent[:rows])
-            cell.forward(gates[t, :rows], recurrent[:rows], c_prev[:rows], c[t, :rows],
+            recurrent_input = h_prev[:rows]
+            if dropped is not None:
+                recurrent_input = xp.multiply(recurrent_input, recurrent_mask[:rows],
+                                              out=dropped[:rows])  # fmt: skip
+            xp.matmul(recurrent_input, w_hh_t, out=recurrent[:rows])
+            cell.forward(gates[t, :rows], recurrent[:rows], c_prev[:rows], cell_state[t, :rows],
                          cell_output[t, :rows], *weights)  # fmt: skip
             if unprojected is not None:
                 xp.matmul(unprojected[t, :rows], w_hr_t, out=h[t, :rows])
+            if zoneout["c"] is not None:
+                c[t, :rows] = c_tilde[t, :rows]
+                zoneout["c"].forward(_keep_at(zoneout_c, t, rows), c_prev[:rows], c[t, :rows])
+            if zoneout["h"] is not None:
+                zoneout["h"].forward(_keep_at(zoneout_h, t, rows), h_prev[:rows], h[t, :rows])
             h_prev, c_prev = h[t], c[t]
     else:
         w_hh = xp.ascontiguousarray(w_hh)
@@ -517,16 +567,38 @@ def lstm_forward(
     )
     saved = LSTMSaved(
         x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop, packing,
-        w_hr, unprojected, peephole,
+        w_hr, unprojected, peephole, zoneout_c, zoneout_h, recurrent_mask, c_tilde,
     )  # fmt: skip
     return output, h_n, c_n, saved
 
 
-def _variant(w_hr: Any, peephole: Any) -> str | None:
-    """The name of the first variant of the plain LSTM cell in use (for messages), or None."""
-    if w_hr is not None:
-        return "proj_size"
-    return None if peephole is None else "peephole"
+def _variant(w_hr: Any, peephole: Any, *masks: Any) -> str | None:
+    """The name of the first variant of the plain LSTM cell in use (for messages), or None.
+
+    ``masks`` are ``zoneout_c``, ``zoneout_h`` and ``recurrent_mask``."""
+    names = ("proj_size", "peephole", "zoneout", "zoneout", "recurrent_dropout")
+    for name, value in zip(names, (w_hr, peephole, *masks), strict=True):
+        if value is not None:
+            return name
+    return None
+
+
+def _packed_keep(keep: Any, packing: Packing, xp: Any) -> Any:
+    """Zoneout's ``keep`` (``(T, m, n)`` per step or ``(m, n)`` for all) in packed row order,
+    C-contiguous (the kernels index it)."""
+    if keep is None:
+        return None
+    return xp.ascontiguousarray(packing.rows(keep, xp, axis=keep.ndim - 2))
+
+
+def _keep_at(keep: Any, step: int, rows: int) -> Any:
+    """The first ``rows`` rows of zoneout's ``keep`` at ``step``."""
+    return keep[step, :rows] if keep.ndim == 3 else keep[:rows]
+
+
+def _zoneout(keep: Any, xp: Any, dtype: Any, batch: int, width: int, fused: bool | None) -> Any:
+    """The zoneout blend for states of ``width`` features, or ``None`` without ``keep``."""
+    return None if keep is None else make_cell("zoneout", xp, dtype, batch, width, fused=fused)
 
 
 def lstm_inference(
@@ -543,6 +615,9 @@ def lstm_inference(
     gpu_loop: str | None = None,
     w_hr: Any = None,
     peephole: Any = None,
+    zoneout_c: Any = None,
+    zoneout_h: Any = None,
+    recurrent_mask: Any = None,
 ) -> tuple[Any, Any, Any]:
     """:func:`lstm_forward` without a record, for inference: ``(h, h_n, c_n)``, bitwise the same.
 
@@ -553,7 +628,8 @@ def lstm_inference(
     nothing can be backpropagated.
     """
     if xp is None:
-        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr, peephole)
+        xp = get_array_module(x, w_ih, w_hh, bias, h0, c0, w_hr, peephole, zoneout_c, zoneout_h,
+                              recurrent_mask)  # fmt: skip
     steps, batch, n_in = x.shape
     hidden, width = w_ih.shape[0] // 4, w_hh.shape[1]
     chunk = projection_chunk(batch, n_in + 1, w_ih.shape[0], x.dtype.itemsize, xp)
@@ -572,6 +648,8 @@ def lstm_inference(
             x[start:stop], w_ih, w_hh, bias, h_prev, c_prev,
             lengths=part, fused=fused, workspace=workspace, xp=xp, gpu_loop=gpu_loop,
             order=order, w_hr=w_hr, peephole=peephole,
+            zoneout_c=_steps_of(zoneout_c, start, stop),
+            zoneout_h=_steps_of(zoneout_h, start, stop), recurrent_mask=recurrent_mask,
         )  # fmt: skip
         h[start:stop] = h_part
         if lengths is not None:
@@ -634,11 +712,23 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
         d_projected = xp.zeros((steps, batch, width), dtype=dtype)
         d_unprojected = xp.empty((batch, hidden), dtype=dtype)
         nothing_carried = xp.zeros((batch, hidden), dtype=dtype)  # the cell adds it to its dy
+    zoneout_c, zoneout_h, recurrent_mask = saved.zoneout_c, saved.zoneout_h, saved.recurrent_mask
     if saved.loop == "cupy":
         peephole = saved.peephole
         kind = "lstm" if peephole is None else "lstm_peephole"
         cell = make_cell(kind, xp, dtype, batch, hidden, fused=saved.fused)
         weights = () if peephole is None else (xp.ascontiguousarray(peephole),)
+        zoneout = {
+            "c": _zoneout(zoneout_c, xp, dtype, batch, hidden, saved.fused),
+            "h": _zoneout(zoneout_h, xp, dtype, batch, width, saved.fused),
+        }
+        # What zoneout carries straight to the previous states, added after the step.
+        carried_c: Any = None if zoneout_c is None else xp.empty((batch, hidden), dtype=dtype)
+        carried_h: Any = None if zoneout_h is None else xp.empty((batch, width), dtype=dtype)
+        carried_nothing_h: Any = (
+            None if zoneout_h is None else xp.zeros((batch, width), dtype=dtype)
+        )
+        cell_state = c if saved.c_tilde is None else saved.c_tilde
         for t in range(steps - 1, -1, -1):
             rows = active[t]
             if not rows:
@@ -649,13 +739,25 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
                 dc[entries_c[t]] += dc_n[entries_c[t]]
             c_prev = c[t - 1] if t > 0 else saved.c0
             d_output, d_carried = dy[t, :rows], dh[:rows]
+            if zoneout["h"] is not None:  # split the gradient at h_t: h~_t and h_{t-1}
+                d_carried += d_output
+                zoneout["h"].backward(_keep_at(zoneout_h, t, rows), d_carried, carried_h[:rows])
+                d_output, d_carried = d_carried, carried_nothing_h[:rows]
+            if zoneout["c"] is not None:  # and at c_t: c~_t and c_{t-1}
+                zoneout["c"].backward(_keep_at(zoneout_c, t, rows), dc[:rows], carried_c[:rows])
             if d_projected is not None:  # back through h[t] = unprojected[t] @ w_hr.T first
                 xp.add(d_output, d_carried, out=d_projected[t, :rows])
                 xp.matmul(d_projected[t, :rows], w_hr, out=d_unprojected[:rows])
                 d_output, d_carried = d_unprojected[:rows], nothing_carried[:rows]
             cell.backward(gates[t, :rows], d_output, d_carried, dc[:rows], c_prev[:rows],
-                          c[t, :rows], *weights)  # fmt: skip
+                          cell_state[t, :rows], *weights)  # fmt: skip
             xp.matmul(gates[t, :rows], w_hh, out=dh[:rows])
+            if recurrent_mask is not None:
+                dh[:rows] *= recurrent_mask[:rows]
+            if carried_h is not None:
+                dh[:rows] += carried_h[:rows]
+            if carried_c is not None:
+                dc[:rows] += carried_c[:rows]
     else:
         entries: dict[int, list[tuple[Any, Any, Any]]] = {}
         for schedule, final, carried in ((entries_h, dh_n, dh), (entries_c, dc_n, dc)):
@@ -666,9 +768,14 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
 
     # The gradients of rows that did not run; with peepholes also their cell states, which the
     # peephole gradient multiplies (rows that never ran hold whatever the buffer held).
-    packing.zero_past_lengths(xp, gates, *(() if saved.peephole is None else (c,)))
+    cell_state = c if saved.c_tilde is None else saved.c_tilde
+    peephole_states = () if saved.peephole is None else (c, cell_state)
+    packing.zero_past_lengths(xp, gates, *peephole_states)
+    h_seen, h0_seen = saved.h, saved.h0  # what the recurrent GEMMs multiplied
+    if recurrent_mask is not None:
+        h_seen, h0_seen = saved.h * recurrent_mask, saved.h0 * recurrent_mask
     dx, dw_ih, dw_hh, dbias = _weight_gradients(
-        gates, saved.x_ones, saved.h, saved.h0, saved.w_ih, xp
+        gates, saved.x_ones, h_seen, h0_seen, saved.w_ih, xp
     )
     dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
     variants = {}
@@ -679,22 +786,24 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
             saved.unprojected.reshape(steps * batch, hidden),
         )
     if saved.peephole is not None:
-        variants["peephole"] = _peephole_gradient(gates, c, saved.c0, xp)
+        variants["peephole"] = _peephole_gradient(gates, c, cell_state, saved.c0, xp)
     if not variants:
         return dx, dh, dc, dw_ih, dw_hh, dbias
     return dx, dh, dc, dw_ih, dw_hh, dbias, variants
 
 
-def _peephole_gradient(dpre: Any, c: Any, c0: Any, xp: Any) -> Any:
+def _peephole_gradient(dpre: Any, c: Any, c_step: Any, c0: Any, xp: Any) -> Any:
     """``(3, H)``: sums over steps and rows of ``d_i * c_{t-1}``, ``d_f * c_{t-1}`` and
-    ``d_o * c_t`` from the gate gradients ``dpre`` ``(T, m, 4H)`` (zero where no step ran)."""
+    ``d_o * c~_t`` from the gate gradients ``dpre`` ``(T, m, 4H)`` (zero where no step ran);
+    ``c`` holds the states ``c_t``, ``c_step`` the step's own ``c~_t`` (the same array without
+    zoneout)."""
     hidden = c.shape[2]
     c_before = xp.concatenate([c0[None], c[:-1]], axis=0)
     return xp.stack(
         [
             xp.einsum("tbh,tbh->h", dpre[:, :, :hidden], c_before),
             xp.einsum("tbh,tbh->h", dpre[:, :, hidden : 2 * hidden], c_before),
-            xp.einsum("tbh,tbh->h", dpre[:, :, 3 * hidden :], c),
+            xp.einsum("tbh,tbh->h", dpre[:, :, 3 * hidden :], c_step),
         ]
     )
 

@@ -114,6 +114,7 @@ class GRU(SingleStateLayer):
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
+        noise: dict[str, Any],
     ) -> tuple[Any, list[Any], Any]:
         w_ih, w_hh, b_ih, b_hh = (weights.get(role) for role in ("w_ih", "w_hh", "b_ih", "b_hh"))
         h, h_last, kept = engine.gru_forward(

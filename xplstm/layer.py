@@ -65,6 +65,17 @@ class LSTM(RecurrentLayer):
         a new layer computes what the same seed's plain LSTM does). Not in torch: its state
         dicts lack these keys. Combines with every other option; on CuPy it runs the plain
         step loop.
+    zoneout_cell, zoneout_hidden : float, default 0.0
+        Zoneout (Krueger et al. 2016), in ``[0, 1)``: in training mode each element of ``c_t``
+        (``h_t``) keeps its previous value with this probability, ``c_t = d * c_{t-1} + (1 - d)
+        * c~_t`` with a Bernoulli mask ``d`` per element and step, where ``c~_t`` and ``h~_t =
+        o * tanh(c~_t)`` (projected when ``proj_size``) are the step's results from the kept
+        states; in evaluation the masks' expectation, ``c_t = p * c_{t-1} + (1 - p) * c~_t``.
+    recurrent_dropout : float, default 0.0
+        Variational recurrent dropout (Gal and Ghahramani 2016), in ``[0, 1)``: in training mode
+        ``h_{t-1}`` enters ``W_hh`` times one mask per sequence, layer and direction, fixed
+        over time (0 with this probability, else ``1 / (1 - p)``); off in evaluation. The
+        states themselves (outputs, ``h_n``, zoneout) are not dropped.
     dtype : str or numpy dtype, default "float32"
         ``float32`` or ``float64``: the type of the parameters, of every computation and of
         every output. Inputs of other real types are converted to it.
@@ -83,10 +94,16 @@ class LSTM(RecurrentLayer):
     training : bool
         Training mode (dropout active); set by :meth:`train` and :meth:`eval`.
     generator : numpy.random.Generator
-        Draws the dropout masks: per forward in training mode, for each layer ``k`` but the last
-        in turn, ``keep = generator.random((T, m, D * out), dtype=float32) >= dropout``
-        (time-major), applied as ``keep / (1 - dropout)``. Seeded from ``seed``; restore its
-        ``bit_generator.state`` to replay a forward's masks.
+        Draws the masks of a forward in training mode, for each layer ``k`` in turn: for each
+        direction (forward, then reverse), with ``zoneout_cell`` ``d_c =
+        generator.random((T, m, H), dtype=float32) < zoneout_cell``, with ``zoneout_hidden``
+        ``d_h = generator.random((T, m, out), dtype=float32) < zoneout_hidden`` (step ``t``
+        is the ``t``-th step the direction runs: the reverse direction's first step is each
+        sequence's last), with ``recurrent_dropout`` ``generator.random((m, out),
+        dtype=float32) >= recurrent_dropout`` (scaled by ``1 / (1 - p)``); then, for every
+        layer but the last, the dropout mask ``keep = generator.random((T, m, D * out),
+        dtype=float32) >= dropout`` (time-major), applied as ``keep / (1 - dropout)``. Seeded
+        from ``seed``; restore its ``bit_generator.state`` to replay a forward's masks.
 
     Notes
     -----
@@ -128,7 +145,28 @@ class LSTM(RecurrentLayer):
     _GATES = 4
     _FORMAT = LAYER_FORMAT
     _STATE_MEMBERS = ("h", "c")
-    _VARIANTS = ("proj_size", "peephole")
+    _VARIANTS = ("proj_size", "peephole", "zoneout_cell", "zoneout_hidden", "recurrent_dropout")
+
+    def _direction_noise(self, steps: int, batch: int) -> dict[str, Any]:
+        """Zoneout's keep arrays and the recurrent-dropout mask of one layer and direction, in
+        the order and shapes :attr:`generator` documents (nothing drawn in evaluation)."""
+        xp, noise = self._placement.xp, {}
+        widths = {"zoneout_c": self.hidden_size, "zoneout_h": self.output_size}
+        rates = {"zoneout_c": self.zoneout_cell, "zoneout_h": self.zoneout_hidden}
+        for name, rate in rates.items():
+            if not rate:
+                continue
+            if self.training:
+                keep = self.generator.random((steps, batch, widths[name]), dtype=np.float32)
+                noise[name] = xp.asarray(keep < rate, dtype=self.dtype)
+            else:  # the masks' expectation, the same every step
+                noise[name] = xp.full((batch, widths[name]), rate, dtype=self.dtype)
+        if self.recurrent_dropout and self.training:
+            shape = (batch, self.output_size)
+            kept = self.generator.random(shape, dtype=np.float32) >= self.recurrent_dropout
+            scale = np.asarray(1.0 / (1.0 - self.recurrent_dropout), dtype=self.dtype)
+            noise["recurrent_mask"] = xp.asarray(kept * scale)
+        return noise
 
     def _check_state(self, name: str, value: Any, batch: int) -> list[Any]:
         members = ("h0", "c0") if name == "state" else ("dh_n", "dc_n")
@@ -152,11 +190,12 @@ class LSTM(RecurrentLayer):
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
+        noise: dict[str, Any],
     ) -> tuple[Any, list[Any], Any]:
         bias = weights["b_ih"] + weights["b_hh"] if self.bias else None
         xp = self._placement.xp
         arguments = (sequence, weights["w_ih"], weights["w_hh"], bias, initial[0], initial[1])
-        variants = {"w_hr": weights.get("w_hr"), "peephole": weights.get("peephole")}
+        variants = {"w_hr": weights.get("w_hr"), "peephole": weights.get("peephole"), **noise}
         if workspace is None:
             h, h_last, c_last = engine.lstm_inference(
                 *arguments, lengths=lengths, xp=xp, **variants

@@ -114,6 +114,9 @@ class RecurrentLayer:
         bidirectional: bool = False,
         proj_size: int = 0,
         peephole: bool = False,
+        zoneout_cell: float = 0.0,
+        zoneout_hidden: float = 0.0,
+        recurrent_dropout: float = 0.0,
         dtype: Any = "float32",
         device: str = "cpu",
         seed: Any = None,
@@ -122,6 +125,8 @@ class RecurrentLayer:
         self._configure(
             input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device,
             dropout=dropout, proj_size=proj_size, peephole=peephole, nonlinearity=nonlinearity,
+            zoneout_cell=zoneout_cell, zoneout_hidden=zoneout_hidden,
+            recurrent_dropout=recurrent_dropout,
         )  # fmt: skip
         if self.dropout and self.num_layers == 1:
             warnings.warn(
@@ -139,8 +144,8 @@ class RecurrentLayer:
                 else:
                     values = rng.uniform(-bound, bound, size=shape)
                 self._parameters[name] = self._placement.xp.asarray(values, dtype=self.dtype)
-        # The dropout masks' own stream, seeded from the same seed after the parameters: a layer
-        # built again with that seed draws the same masks.
+        # The masks' own stream (dropout, zoneout, recurrent dropout), seeded from the same seed
+        # after the parameters: a layer built again with that seed draws the same masks.
         self.generator = np.random.default_rng(int(rng.integers(2**63)))
         self.zero_grad()
 
@@ -159,16 +164,29 @@ class RecurrentLayer:
         proj_size: Any = 0,
         peephole: Any = False,
         nonlinearity: Any = None,
+        zoneout_cell: Any = 0.0,
+        zoneout_hidden: Any = 0.0,
+        recurrent_dropout: Any = 0.0,
     ) -> None:
         """Check and store the configuration; parameters and grads are left empty."""
         self._check_nonlinearity(nonlinearity)
-        for name, value, default in (("proj_size", proj_size, 0), ("peephole", peephole, False)):
+        variants = {
+            "proj_size": (proj_size, 0),
+            "peephole": (peephole, False),
+            "zoneout_cell": (zoneout_cell, 0.0),
+            "zoneout_hidden": (zoneout_hidden, 0.0),
+            "recurrent_dropout": (recurrent_dropout, 0.0),
+        }
+        for name, (value, default) in variants.items():
             if name not in self._VARIANTS and value != default:
                 raise TypeError(
                     f"xplstm.{type(self).__name__} has no {name} (xplstm.LSTM has), got "
                     f"{name}={value!r}"
                 )
         self.peephole = check_flag("peephole", peephole)
+        self.zoneout_cell = check_probability("zoneout_cell", zoneout_cell)
+        self.zoneout_hidden = check_probability("zoneout_hidden", zoneout_hidden)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
@@ -523,6 +541,7 @@ class RecurrentLayer:
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
+        noise: dict[str, Any],
     ) -> tuple[Any, list[Any], Any]:
         """One layer and direction forward: ``(h, final states, engine record)``.
 
@@ -625,8 +644,9 @@ class RecurrentLayer:
                 }
                 first = [None if state is None else state[row].copy() for state in initial]
                 workspace = local.workspaces.setdefault(row, Workspace()) if recording else None
+                noise = self._direction_noise(steps, batch)
                 h, last, kept = self._forward_direction(
-                    sequence, weights, first, lengths, workspace
+                    sequence, weights, first, lengths, workspace, noise
                 )
                 if recording:
                     saved.append(kept)
@@ -645,6 +665,11 @@ class RecurrentLayer:
         y = xp.array(y, order="C", copy=True) if directions == 1 else xp.ascontiguousarray(y)
         local.record = _ForwardRecord(saved, masks, reversal, tuple(y.shape), batch, generation)
         return y, self._state_result(finals)
+
+    def _direction_noise(self, steps: int, batch: int) -> dict[str, Any]:
+        """The masks of one layer and direction's step loop, by engine argument name; the
+        LSTM's zoneout and recurrent dropout (see :attr:`xplstm.LSTM.generator`)."""
+        return {}
 
     def _dropout_mask(self, shape: tuple[int, ...]) -> Any:
         """Inverted dropout: ``0`` with probability ``dropout``, else ``1 / (1 - dropout)``,
@@ -800,6 +825,9 @@ class RecurrentLayer:
             parts.append(f"proj_size={self.proj_size}")
         if self.peephole:
             parts.append("peephole=True")
+        for name in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout"):
+            if getattr(self, name):
+                parts.append(f"{name}={getattr(self, name)}")
         if self.dtype != np.float32:
             parts.append(f"dtype={self.dtype.name}")
         if self.device != "cpu":

@@ -97,6 +97,7 @@ class RNN(SingleStateLayer):
         initial: list[Any],
         lengths: np.ndarray | None,
         workspace: Workspace | None,
+        noise: dict[str, Any],
     ) -> tuple[Any, list[Any], Any]:
         bias = weights["b_ih"] + weights["b_hh"] if self.bias else None
         h, h_last, kept = engine.rnn_forward(

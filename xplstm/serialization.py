@@ -83,6 +83,9 @@ OPTIONAL_LAYER_ARGUMENTS: dict[str, Any] = {
     "proj_size": 0,
     "peephole": False,
     "nonlinearity": "tanh",
+    "zoneout_cell": 0.0,
+    "zoneout_hidden": 0.0,
+    "recurrent_dropout": 0.0,
 }
 
 LSTM_PREFIX = "lstm."

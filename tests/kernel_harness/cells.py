@@ -40,6 +40,8 @@ STEP_ARGUMENTS = {
     ("rnn", "backward"): ("dpre", "h_next", "dy", "dh"),
     ("rnn_relu", "forward"): ("h_next", "recurrent"),
     ("rnn_relu", "backward"): ("dpre", "h_next", "dy", "dh"),
+    ("zoneout", "forward"): ("keep", "previous", "value"),
+    ("zoneout", "backward"): ("keep", "gradient", "carried"),
 }
 """The positional arguments of each cell step (the cell protocol of :mod:`xplstm.cells`)."""
 

@@ -20,6 +20,7 @@ from .activations import StackedActivations, sigmoid
 from .gru import GRUTwin
 from .lstm import LSTMPeepholeTwin, LSTMTwin
 from .rnn import RNNReluTwin, RNNTwin
+from .zoneout import ZoneoutTwin
 
 __all__ = [
     "CELL_KINDS",
@@ -32,6 +33,8 @@ __all__ = [
     "RNNReluTwin",
     "RNNTwin",
     "StackedActivations",
+    "Zoneout",
+    "ZoneoutTwin",
     "fused_enabled",
     "make_cell",
     "sigmoid",
@@ -86,6 +89,7 @@ _TWINS: dict[str, Any] = {
     "rnn": RNNTwin,
     "rnn_relu": RNNReluTwin,
     "gru": GRUTwin,
+    "zoneout": ZoneoutTwin,
 }
 CELL_KINDS = tuple(_TWINS)
 
@@ -102,9 +106,10 @@ def make_cell(
 
     Parameters
     ----------
-    kind : {"lstm", "lstm_peephole", "rnn", "rnn_relu", "gru"}
+    kind : {"lstm", "lstm_peephole", "rnn", "rnn_relu", "gru", "zoneout"}
         ``"rnn"`` is the tanh RNN, ``"rnn_relu"`` the ReLU one (same protocol);
-        ``"lstm_peephole"`` takes the peephole weights as one more argument of each step.
+        ``"lstm_peephole"`` takes the peephole weights as one more argument of each step;
+        ``"zoneout"`` is the blend that follows a cell's step (:class:`Zoneout`).
     xp : module
         ``numpy`` or ``cupy``: the backend of every array the cell will see.
     dtype : dtype
@@ -116,7 +121,7 @@ def make_cell(
 
     Returns
     -------
-    LSTMCell, RNNCell or GRUCell
+    LSTMCell, RNNCell, GRUCell or Zoneout
     """
     if kind not in _TWINS:
         raise ValueError(f"kind must be one of {CELL_KINDS}, got {kind!r}")

@@ -14,7 +14,14 @@ import numpy as np
 from .memo import build_once
 from .specs import kernel_preamble, kernel_specs
 
-__all__ = ["FusedGRUCell", "FusedLSTMCell", "FusedRNNCell", "elementwise_kernels", "fused_cell"]
+__all__ = [
+    "FusedGRUCell",
+    "FusedLSTMCell",
+    "FusedRNNCell",
+    "FusedZoneout",
+    "elementwise_kernels",
+    "fused_cell",
+]
 
 _KERNELS: dict[tuple[str, np.dtype, int], dict[str, Any]] = {}
 
@@ -152,12 +159,36 @@ class FusedGRUCell:
                            size=size)  # fmt: skip
 
 
+class FusedZoneout:
+    """Zoneout as fused kernels (same contract as :class:`xplstm.cells.ZoneoutTwin`)."""
+
+    implementation = "fused cuda"
+
+    def __init__(self, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        kernels = elementwise_kernels("zoneout", dtype)
+        self._forward, self._backward = kernels["forward"], kernels["backward"]
+        self.hidden_size = hidden_size
+
+    def forward(self, keep: Any, previous: Any, value: Any) -> None:
+        """``zoneout_forward_element``, all arrays C-contiguous."""
+        size = value.shape[0] * self.hidden_size  # fewer rows than m in a packed batch
+        if size:
+            self._forward(keep, previous, value, size=size)
+
+    def backward(self, keep: Any, gradient: Any, carried: Any) -> None:
+        """``zoneout_backward_element``, all arrays C-contiguous."""
+        size = gradient.shape[0] * self.hidden_size
+        if size:
+            self._backward(keep, gradient, carried, size=size)
+
+
 _FUSED = {
     "lstm": FusedLSTMCell,
     "lstm_peephole": FusedLSTMPeepholeCell,
     "rnn": FusedRNNCell,
     "rnn_relu": FusedRNNReluCell,
     "gru": FusedGRUCell,
+    "zoneout": FusedZoneout,
 }
 
 
