@@ -167,6 +167,45 @@ def _layer_weights(params, layer, direction):
     return params[f"weight_ih_{suffix}"], params[f"weight_hh_{suffix}"], bias
 
 
+LN_EPSILON = 1e-5  # Ba, Kiros and Hinton's epsilon, as torch's LayerNorm
+
+
+def layer_norm(v, gain, shift):
+    """``gain * (v - mean(v)) / sqrt(var(v) + eps) + shift`` over the whole vector ``v``."""
+    return gain * (v - v.mean()) / np.sqrt(v.var() + LN_EPSILON) + shift
+
+
+def layer_norm_vjp(dy, v, gain):
+    """``J^T dy`` for ``y = layer_norm(v, gain, .)``, with the Jacobian written out:
+    ``J_ij = gain_i / s * (delta_ij - 1/n - x_i x_j / n)``, ``x = (v - mean) / s``."""
+    n, s = v.size, np.sqrt(v.var() + LN_EPSILON)
+    x = (v - v.mean()) / s
+    jacobian = gain[:, None] / s * (np.eye(n) - 1.0 / n - np.outer(x, x) / n)
+    return jacobian.T @ dy
+
+
+def _layer_norms(params, suffix):
+    """The six gains and shifts of a LayerNorm LSTM direction by part, or None."""
+    if f"layer_norm_weight_ih_{suffix}" not in params:
+        return None
+    parts = ("weight_ih", "bias_ih", "weight_hh", "bias_hh", "weight_c", "bias_c")
+    return {part: params[f"layer_norm_{part}_{suffix}"] for part in parts}
+
+
+def _layer_norm_cell(w_ih, w_hh, bias, xt, h, c, ln):
+    """One LayerNorm LSTM step (Ba, Kiros and Hinton 2016, section 3.1): ``z = LN(W_ih x) +
+    LN(W_hh h) + bias``, ``c' = f c + i g``, cell output ``o tanh(LN(c'))``."""
+    hidden = c.shape[0]
+    u_x, u_h = w_ih @ xt, w_hh @ h
+    z = layer_norm(u_x, ln["weight_ih"], ln["bias_ih"])
+    z = z + layer_norm(u_h, ln["weight_hh"], ln["bias_hh"]) + bias
+    i, f = sigmoid(z[:hidden]), sigmoid(z[hidden : 2 * hidden])
+    g, o = np.tanh(z[2 * hidden : 3 * hidden]), sigmoid(z[3 * hidden :])
+    c_next = f * c + i * g
+    output = o * np.tanh(layer_norm(c_next, ln["weight_c"], ln["bias_c"]))
+    return output, c_next, (i, f, g, o), (u_x, u_h)
+
+
 def _layer_cell(w_ih, w_hh, bias, xt, h, c, peephole=None):
     """One step of one sequence, gates in torch order ``(i, f, g, o)``; returns the cell
     output ``o * tanh(c_next)`` (before any projection), ``c_next`` and the gates.
@@ -238,6 +277,7 @@ def layer_forward(
             weights = _layer_weights(params, layer, direction)
             w_hr = params.get(f"weight_hr_{_suffix(layer, direction)}")
             peephole = params.get(f"weight_peephole_{_suffix(layer, direction)}")
+            ln = _layer_norms(params, _suffix(layer, direction))
             row = layer * directions + direction
             columns = slice(direction * out, (direction + 1) * out)
             for b in range(batch):
@@ -250,15 +290,22 @@ def layer_forward(
                         noise, layer, direction, count, b, hidden, out
                     )
                     h_in = h_prev * scale
-                    cell_output, c_tilde, gates = _layer_cell(
-                        *weights, layer_input[t, b], h_in, c_prev, peephole
-                    )
+                    products = None
+                    if ln is None:
+                        cell_output, c_tilde, gates = _layer_cell(
+                            *weights, layer_input[t, b], h_in, c_prev, peephole
+                        )
+                    else:
+                        cell_output, c_tilde, gates, products = _layer_norm_cell(
+                            *weights, layer_input[t, b], h_in, c_prev, ln
+                        )
                     h_tilde = cell_output if w_hr is None else w_hr @ cell_output
                     c = keep_c * c_prev + (1.0 - keep_c) * c_tilde
                     h = keep_h * h_prev + (1.0 - keep_h) * h_tilde
                     taken[direction, b].append(
-                        (t, h_in, c_prev, c_tilde, gates, cell_output, (keep_c, keep_h, scale))
-                    )
+                        (t, h_in, c_prev, c_tilde, gates, cell_output, (keep_c, keep_h, scale),
+                         products)
+                    )  # fmt: skip
                     output[t, b, columns] = h
                 h_n[row, b], c_n[row, b] = h, c
         tape.append((layer_input, taken))
@@ -295,7 +342,14 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None
             row = layer * directions + direction
             columns = slice(direction * out, (direction + 1) * out)
             dh, dc = dh_n[row, b], dc_n[row, b]
-            for t, h_in, c_prev, c, (i, f, g, o), cell_output, noise in reversed(steps):
+            ln = _layer_norms(params, suffix)
+            for t, h_in, c_prev, c, (i, f, g, o), cell_output, noise, products in reversed(steps):
+                if ln is not None:  # the LayerNorm step has its own chain rule
+                    dh, dc = _layer_norm_step_backward(
+                        grads, suffix, ln, params, layer_input[t, b], d_output[t, b, columns] + dh,
+                        dc, h_in, c_prev, c, (i, f, g, o), noise, products, d_input[t, b],
+                    )  # fmt: skip
+                    continue
                 keep_c, keep_h, scale = noise
                 dh = dh + d_output[t, b, columns]
                 dh, dh_kept = (1.0 - keep_h) * dh, keep_h * dh  # zoneout: to h~_t and h_{t-1}
@@ -325,3 +379,36 @@ def layer_backward(params, tape, dy, dh_n, dc_n, hidden, proj_size=0, masks=None
         if masks is not None and layer > 0:
             d_output = d_input * masks[layer - 1]
     return d_output, dh0, dc0, grads
+
+
+def _layer_norm_step_backward(
+    grads, suffix, ln, params, xt, dh, dc, h_in, c_prev, c, gates, noise, products, d_xt
+):
+    """Back through one LayerNorm LSTM step (after zoneout's split): adds to ``grads`` and to
+    ``d_xt`` in place, returns the gradients at ``h_{t-1}`` and ``c_{t-1}``."""
+    (i, f, g, o), (keep_c, keep_h, scale), (u_x, u_h) = gates, noise, products
+    w_ih, w_hh = params[f"weight_ih_{suffix}"], params[f"weight_hh_{suffix}"]
+    dh, dh_kept = (1.0 - keep_h) * dh, keep_h * dh
+    dc, dc_kept = (1.0 - keep_c) * dc, keep_c * dc
+    n = layer_norm(c, ln["weight_c"], ln["bias_c"])
+    dz_o = dh * np.tanh(n) * o * (1.0 - o)
+    dn = dh * o * (1.0 - np.tanh(n) ** 2)
+    grads[f"layer_norm_weight_c_{suffix}"] += dn * layer_norm(c, np.ones_like(c), 0.0)
+    grads[f"layer_norm_bias_c_{suffix}"] += dn
+    dc = dc + layer_norm_vjp(dn, c, ln["weight_c"])
+    dz = np.concatenate(
+        [dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g**2), dz_o]
+    )
+    for side, u in (("ih", u_x), ("hh", u_h)):
+        unit_gain = np.ones_like(u)
+        grads[f"layer_norm_weight_{side}_{suffix}"] += dz * layer_norm(u, unit_gain, 0.0)
+        grads[f"layer_norm_bias_{side}_{suffix}"] += dz
+    for name in (f"bias_ih_{suffix}", f"bias_hh_{suffix}"):
+        if name in grads:
+            grads[name] += dz
+    du_x = layer_norm_vjp(dz, u_x, ln["weight_ih"])
+    du_h = layer_norm_vjp(dz, u_h, ln["weight_hh"])
+    grads[f"weight_ih_{suffix}"] += np.outer(du_x, xt)
+    grads[f"weight_hh_{suffix}"] += np.outer(du_h, h_in)
+    d_xt += w_ih.T @ du_x
+    return scale * (w_hh.T @ du_h) + dh_kept, dc * f + dc_kept

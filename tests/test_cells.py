@@ -21,7 +21,8 @@ def test_unknown_cell_kind_is_named():
     with pytest.raises(
         ValueError,
         match=r"kind must be one of "
-        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru', 'zoneout'\), got 'mgu'",
+        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru', 'zoneout', 'lstm_layer_norm'\), "
+        r"got 'mgu'",
     ):
         cells.make_cell("mgu", np, np.float32, 3, 5)
 

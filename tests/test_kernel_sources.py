@@ -40,9 +40,9 @@ def all_specs(cell):
     return [spec for dtype in DTYPES for spec in kernel_specs(cell, dtype).values()]
 
 
-def broken_preamble(cell):
-    """The preamble with the forward entry point renamed, so the generated body's call fails."""
-    function = f"{cell}_forward_element"
+def broken_preamble(cell, spec):
+    """The preamble with ``spec``'s entry point renamed, so the generated body's call fails."""
+    function = spec.operation.removeprefix("xplstm::").split("(")[0]
     preamble = kernel_preamble(cell)
     assert f"void {function}(" in preamble
     return preamble.replace(f"void {function}(", f"void {function}_renamed(")
@@ -64,20 +64,25 @@ def test_preamble_names_each_source_file(cell):
         assert spec.operation.startswith("xplstm::") and "#include" not in spec.operation
 
 
+SCALARS = ("hidden", "width")  # the int64 sizes: H of a cell, the normalized width of a row
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_specs_launch_every_array_raw_with_the_element_index(cell):
+    """Arrays go raw and by address, sizes as int64; the function is ``{cell}_{step}_element``
+    (one call per element) or ``_row`` (one call per row, the layer norms' reductions)."""
     for dtype in DTYPES:
         for step, spec in kernel_specs(cell, dtype).items():
             params = [p.split() for p in f"{spec.in_params}, {spec.out_params}".split(", ")]
             names = tuple(words[-1] for words in params)
             assert names == (*spec.in_names, *spec.out_names), spec.name
             for words in params:
-                assert words in (["raw", dtype.name, words[-1]], ["int64", "hidden"]), spec.name
-            assert spec.operation == (
-                f"xplstm::{cell}_{step}_element(i, "
-                + ", ".join(n if n == "hidden" else f"&{n}[0]" for n in _header_order(spec))
-                + ");"
-            )
+                allowed = (["raw", dtype.name, words[-1]], ["int64", words[-1]])
+                assert words in allowed and (words[0] == "raw") != (words[-1] in SCALARS)
+            arguments = ", ".join(n if n in SCALARS else f"&{n}[0]" for n in _header_order(spec))
+            assert spec.operation in (
+                f"xplstm::{cell}_{step}_{unit}(i, {arguments});" for unit in ("element", "row")
+            ), spec.name
 
 
 def _header_order(spec):
@@ -94,7 +99,8 @@ def test_specs_reject_other_dtypes_and_cells():
     with pytest.raises(
         ValueError,
         match=r"cell must be one of "
-        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru', 'zoneout'\), got 'mgu'",
+        r"\('lstm', 'lstm_peephole', 'rnn', 'rnn_relu', 'gru', 'zoneout', 'layer_norm', "
+        r"'lstm_layer_norm'\), got 'mgu'",
     ):
         kernel_specs("mgu", np.float32)
     with pytest.raises(ValueError, match="cell must be one of"):
@@ -127,9 +133,9 @@ def test_rendered_host_source_is_the_preamble_and_the_operation_verbatim(cell):
 def test_host_compile_errors_in_the_body_name_the_generated_source(cell):
     (spec, *_) = all_specs(cell)
     kernel = HostKernel(spec.in_params, spec.out_params, spec.operation, spec.name,
-                        broken_preamble(cell))  # fmt: skip
+                        broken_preamble(cell, spec))  # fmt: skip
     arrays = [np.zeros(8, DTYPES[0]) for _ in (*spec.in_names, *spec.out_names)]
-    arguments = [1 if name == "hidden" else array for name, array in
+    arguments = [1 if name in SCALARS else array for name, array in
                  zip((*spec.in_names, *spec.out_names), arrays, strict=True)]  # fmt: skip
     with pytest.raises(CompileError, match=re.escape(GENERATED_SOURCE_NAME)) as error:
         kernel(*arguments, size=2)

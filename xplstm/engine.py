@@ -170,6 +170,7 @@ class LSTMSaved(_Record):
     zoneout_h: Any = None  # the same for h, (T, m, out) or (m, out)
     recurrent_mask: Any = None  # (m, out) recurrent dropout, packed; else None
     c_tilde: Any = None  # (T, m, H) with zoneout of c: the candidates f * c_{t-1} + i * g
+    layer_norm: Any = None  # LayerNormSaved of a LayerNorm LSTM, else None
 
     def window(self, start: int, stop: int) -> LSTMSaved:
         """The record of steps ``start .. stop - 1`` alone, as a forward from ``h[start - 1]``.
@@ -177,8 +178,8 @@ class LSTMSaved(_Record):
         Views of this record's arrays except ``gates`` (copied: a backward overwrites them).
         Only for records without ``lengths``.
         """
-        if self.lengths is not None:
-            raise ValueError("a record with lengths has no window view")
+        if self.lengths is not None or self.layer_norm is not None:
+            raise ValueError("a record with lengths or layer norms has no window view")
         first = start == 0
         return dataclasses.replace(
             self,
@@ -427,6 +428,7 @@ def lstm_forward(
     zoneout_c: Any = None,
     zoneout_h: Any = None,
     recurrent_mask: Any = None,
+    layer_norm: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -474,8 +476,15 @@ def lstm_forward(
     recurrent_mask : ndarray, (m, out), optional
         Variational recurrent dropout (Gal and Ghahramani 2016): ``h_{t-1} * recurrent_mask``
         enters the recurrent GEMM at every step (the mask is already scaled).
-    The zoneout and recurrent-dropout arrays are in the caller's batch order and run on the
-    ``"cupy"`` loop.
+    layer_norm : dict of str to ndarray, optional
+        A LayerNorm LSTM (Ba, Kiros and Hinton 2016, section 3.1): the gains and shifts
+        ``layer_norm_weight_ih``, ``layer_norm_bias_ih``, ``layer_norm_weight_hh``,
+        ``layer_norm_bias_hh`` ``(4H,)`` and ``layer_norm_weight_c``, ``layer_norm_bias_c``
+        ``(H,)``: the gates are ``LN(x_t @ w_ih.T) + LN(h_{t-1} @ w_hh.T) + bias`` and
+        ``h_t = o * tanh(LN(c_t))``, each LN over a sequence's whole row. Not with ``w_hr`` or
+        ``peephole``.
+    The zoneout and recurrent-dropout arrays are in the caller's batch order; all these
+    variants run on the ``"cupy"`` loop.
 
     Returns
     -------
@@ -504,9 +513,17 @@ def lstm_forward(
     h0 = _zeros_or(h0, (batch, width), dtype, xp)
     c0 = _zeros_or(c0, (batch, hidden), dtype, xp)
 
-    variant = _variant(w_hr, peephole, zoneout_c, zoneout_h, recurrent_mask)
+    variant = _variant(w_hr, peephole, zoneout_c, zoneout_h, recurrent_mask, layer_norm)
     loop = _resolve_loop(xp, fused, gpu_loop, variant)
-    gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
+    normalized: LayerNormSaved | None = None
+    if layer_norm is None:
+        gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
+    else:  # the bias comes after the input normalization
+        if w_hr is not None or peephole is not None:
+            other = "w_hr (proj_size)" if w_hr is not None else "peephole"
+            raise ValueError(f"layer_norm does not combine with {other}")
+        gates = _input_projection(x_ones, w_ih, None, xp, workspace)
+        normalized = _normalize_inputs(gates, layer_norm, bias, fused, workspace, xp)
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
     h = allocate(workspace, "h", (steps, batch, width), dtype, xp)
     recurrent = allocate(workspace, "recurrent", (batch, 4 * hidden), dtype, xp)
@@ -518,9 +535,9 @@ def lstm_forward(
     if zoneout_c is not None:  # the candidates c~_t, which the backward step differentiates
         c_tilde = allocate(workspace, "c_tilde", (steps, batch, hidden), dtype, xp)
     if loop == "cupy":
-        kind = "lstm" if peephole is None else "lstm_peephole"
+        kind = _lstm_kind(peephole, layer_norm)
         cell = make_cell(kind, xp, dtype, batch, hidden, fused=fused)
-        weights = () if peephole is None else (xp.ascontiguousarray(peephole),)
+        weights = _cell_weights(peephole, layer_norm, xp)
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # measured faster per step than the view
         zoneout = {
             "c": _zoneout(zoneout_c, xp, dtype, batch, hidden, fused),
@@ -539,9 +556,12 @@ def lstm_forward(
             if dropped is not None:
                 recurrent_input = xp.multiply(recurrent_input, recurrent_mask[:rows],
                                               out=dropped[:rows])  # fmt: skip
-            xp.matmul(recurrent_input, w_hh_t, out=recurrent[:rows])
-            cell.forward(gates[t, :rows], recurrent[:rows], c_prev[:rows], cell_state[t, :rows],
-                         cell_output[t, :rows], *weights)  # fmt: skip
+            # The LayerNorm step normalizes the product where it lands, kept for backward.
+            product = recurrent[:rows] if normalized is None else normalized.recurrent[t, :rows]
+            xp.matmul(recurrent_input, w_hh_t, out=product)
+            cell.forward(gates[t, :rows], product, c_prev[:rows], cell_state[t, :rows],
+                         cell_output[t, :rows], *weights,
+                         *_step_statistics(normalized, t, rows))  # fmt: skip
             if unprojected is not None:
                 xp.matmul(unprojected[t, :rows], w_hr_t, out=h[t, :rows])
             if zoneout["c"] is not None:
@@ -567,16 +587,96 @@ def lstm_forward(
     )
     saved = LSTMSaved(
         x_ones, w_ih, w_hh, h0, c0, gates, c, h, lengths, fused, xp, loop, packing,
-        w_hr, unprojected, peephole, zoneout_c, zoneout_h, recurrent_mask, c_tilde,
+        w_hr, unprojected, peephole, zoneout_c, zoneout_h, recurrent_mask, c_tilde, normalized,
     )  # fmt: skip
     return output, h_n, c_n, saved
+
+
+_LAYER_NORM_ROLES = (
+    "layer_norm_weight_ih", "layer_norm_bias_ih", "layer_norm_weight_hh", "layer_norm_bias_hh",
+    "layer_norm_weight_c", "layer_norm_bias_c",
+)  # fmt: skip
+
+
+@dataclass
+class LayerNormSaved:
+    """What a LayerNorm LSTM forward keeps besides :class:`LSTMSaved`'s arrays.
+
+    ``weights`` are the gains and shifts by role (see :func:`lstm_forward`); ``x_hat``
+    ``(T, m, 4H)`` and ``rstd_x`` ``(T, m)`` the normalized input projections and their
+    reciprocal standard deviations; ``recurrent`` ``(T, m, 4H)`` and ``rstd_h`` the same for the
+    recurrent products; ``c_hat`` ``(T, m, H)`` and ``rstd_c`` for the cell states.
+    """
+
+    weights: dict[str, Any]
+    x_hat: Any
+    rstd_x: Any
+    recurrent: Any
+    rstd_h: Any
+    c_hat: Any
+    rstd_c: Any
+
+
+def _normalize_inputs(
+    gates: Any,
+    layer_norm: dict[str, Any],
+    bias: Any,
+    fused: bool | None,
+    workspace: Workspace | None,
+    xp: Any,
+) -> LayerNormSaved:
+    """Normalize the input projections ``gates`` ``(T, m, 4H)`` of every step in place to
+    ``LN(.) + bias``, and allocate the per-step statistics the loop fills."""
+    steps, batch, width = gates.shape
+    hidden, dtype = width // 4, gates.dtype
+    weights = {role: xp.ascontiguousarray(layer_norm[role]) for role in _LAYER_NORM_ROLES}
+    shift = weights["layer_norm_bias_ih"]
+    if bias is not None:
+        shift = shift + bias
+    normalized = LayerNormSaved(
+        weights,
+        allocate(workspace, "x_hat", (steps, batch, width), dtype, xp),
+        allocate(workspace, "rstd_x", (steps, batch), dtype, xp),
+        allocate(workspace, "recurrent_hat", (steps, batch, width), dtype, xp),
+        allocate(workspace, "rstd_h", (steps, batch), dtype, xp),
+        allocate(workspace, "c_hat", (steps, batch, hidden), dtype, xp),
+        allocate(workspace, "rstd_c", (steps, batch), dtype, xp),
+    )
+    steps_cell = make_cell("lstm_layer_norm", xp, dtype, batch, hidden, fused=fused)
+    steps_cell.normalize_inputs(
+        gates.reshape(steps * batch, width), weights["layer_norm_weight_ih"], shift,
+        normalized.x_hat.reshape(steps * batch, width), normalized.rstd_x.reshape(-1),
+    )  # fmt: skip
+    return normalized
+
+
+def _lstm_kind(peephole: Any, layer_norm: Any) -> str:
+    if layer_norm is not None:
+        return "lstm_layer_norm"
+    return "lstm" if peephole is None else "lstm_peephole"
+
+
+def _cell_weights(peephole: Any, layer_norm: Any, xp: Any) -> tuple[Any, ...]:
+    """The weights the cell's step takes after its buffers."""
+    if layer_norm is not None:
+        roles = ("layer_norm_weight_hh", "layer_norm_bias_hh", "layer_norm_weight_c",
+                 "layer_norm_bias_c")  # fmt: skip
+        return tuple(xp.ascontiguousarray(layer_norm[role]) for role in roles)
+    return () if peephole is None else (xp.ascontiguousarray(peephole),)
+
+
+def _step_statistics(normalized: LayerNormSaved | None, t: int, rows: int) -> tuple[Any, ...]:
+    """The LayerNorm step's saved statistics at step ``t`` (nothing for the other cells)."""
+    if normalized is None:
+        return ()
+    return normalized.rstd_h[t, :rows], normalized.c_hat[t, :rows], normalized.rstd_c[t, :rows]
 
 
 def _variant(w_hr: Any, peephole: Any, *masks: Any) -> str | None:
     """The name of the first variant of the plain LSTM cell in use (for messages), or None.
 
-    ``masks`` are ``zoneout_c``, ``zoneout_h`` and ``recurrent_mask``."""
-    names = ("proj_size", "peephole", "zoneout", "zoneout", "recurrent_dropout")
+    ``masks`` are ``zoneout_c``, ``zoneout_h``, ``recurrent_mask`` and ``layer_norm``."""
+    names = ("proj_size", "peephole", "zoneout", "zoneout", "recurrent_dropout", "layer_norm")
     for name, value in zip(names, (w_hr, peephole, *masks), strict=True):
         if value is not None:
             return name
@@ -618,6 +718,7 @@ def lstm_inference(
     zoneout_c: Any = None,
     zoneout_h: Any = None,
     recurrent_mask: Any = None,
+    layer_norm: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, Any]:
     """:func:`lstm_forward` without a record, for inference: ``(h, h_n, c_n)``, bitwise the same.
 
@@ -650,6 +751,7 @@ def lstm_inference(
             order=order, w_hr=w_hr, peephole=peephole,
             zoneout_c=_steps_of(zoneout_c, start, stop),
             zoneout_h=_steps_of(zoneout_h, start, stop), recurrent_mask=recurrent_mask,
+            layer_norm=layer_norm,
         )  # fmt: skip
         h[start:stop] = h_part
         if lengths is not None:
@@ -713,11 +815,16 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
         d_unprojected = xp.empty((batch, hidden), dtype=dtype)
         nothing_carried = xp.zeros((batch, hidden), dtype=dtype)  # the cell adds it to its dy
     zoneout_c, zoneout_h, recurrent_mask = saved.zoneout_c, saved.zoneout_h, saved.recurrent_mask
+    normalized = saved.layer_norm
+    d_recurrent = gates  # the gradients at the recurrent products: the gates' but with LN
+    if normalized is not None:
+        d_recurrent = xp.empty((steps, batch, 4 * hidden), dtype=dtype)
+        d_n = xp.empty((steps, batch, hidden), dtype=dtype)
     if saved.loop == "cupy":
         peephole = saved.peephole
-        kind = "lstm" if peephole is None else "lstm_peephole"
-        cell = make_cell(kind, xp, dtype, batch, hidden, fused=saved.fused)
-        weights = () if peephole is None else (xp.ascontiguousarray(peephole),)
+        cell = make_cell(_lstm_kind(peephole, normalized), xp, dtype, batch, hidden,
+                         fused=saved.fused)  # fmt: skip
+        weights = _cell_weights(peephole, None if normalized is None else normalized.weights, xp)
         zoneout = {
             "c": _zoneout(zoneout_c, xp, dtype, batch, hidden, saved.fused),
             "h": _zoneout(zoneout_h, xp, dtype, batch, width, saved.fused),
@@ -749,9 +856,13 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
                 xp.add(d_output, d_carried, out=d_projected[t, :rows])
                 xp.matmul(d_projected[t, :rows], w_hr, out=d_unprojected[:rows])
                 d_output, d_carried = d_unprojected[:rows], nothing_carried[:rows]
+            extras: tuple[Any, ...] = ()
+            if normalized is not None:
+                extras = (*_step_statistics(normalized, t, rows), normalized.recurrent[t, :rows],
+                          d_recurrent[t, :rows], d_n[t, :rows])  # fmt: skip
             cell.backward(gates[t, :rows], d_output, d_carried, dc[:rows], c_prev[:rows],
-                          cell_state[t, :rows], *weights)  # fmt: skip
-            xp.matmul(gates[t, :rows], w_hh, out=dh[:rows])
+                          cell_state[t, :rows], *weights, *extras)  # fmt: skip
+            xp.matmul(d_recurrent[t, :rows], w_hh, out=dh[:rows])
             if recurrent_mask is not None:
                 dh[:rows] *= recurrent_mask[:rows]
             if carried_h is not None:
@@ -770,15 +881,23 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
     # peephole gradient multiplies (rows that never ran hold whatever the buffer held).
     cell_state = c if saved.c_tilde is None else saved.c_tilde
     peephole_states = () if saved.peephole is None else (c, cell_state)
-    packing.zero_past_lengths(xp, gates, *peephole_states)
+    layer_norm_states: tuple[Any, ...] = ()
+    if normalized is not None:
+        layer_norm_states = (d_recurrent, d_n, normalized.recurrent, normalized.c_hat)
+    packing.zero_past_lengths(xp, gates, *peephole_states, *layer_norm_states)
     h_seen, h0_seen = saved.h, saved.h0  # what the recurrent GEMMs multiplied
     if recurrent_mask is not None:
         h_seen, h0_seen = saved.h * recurrent_mask, saved.h0 * recurrent_mask
-    dx, dw_ih, dw_hh, dbias = _weight_gradients(
-        gates, saved.x_ones, h_seen, h0_seen, saved.w_ih, xp
-    )
-    dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
     variants = {}
+    if normalized is None:
+        dx, dw_ih, db = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
+    else:
+        variants = _layer_norm_gradients(gates, d_n, normalized, saved.fused, xp)
+        db = variants["layer_norm_bias_ih"].copy()  # the bias enters where the shifts do
+        dx, dw_ih, _ = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
+    dw_hh = _recurrent_weight_gradient(d_recurrent, h_seen, h0_seen, xp)
+    dbias = db
+    dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
     if d_projected is not None:
         # dW_hr = sum over steps of dh_total[t].T @ unprojected[t]: one GEMM (padding is zero)
         variants["w_hr"] = xp.matmul(
@@ -790,6 +909,33 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
     if not variants:
         return dx, dh, dc, dw_ih, dw_hh, dbias
     return dx, dh, dc, dw_ih, dw_hh, dbias, variants
+
+
+def _layer_norm_gradients(
+    dpre: Any, d_n: Any, normalized: LayerNormSaved, fused: bool | None, xp: Any
+) -> dict[str, Any]:
+    """The gains' and shifts' gradients by role; ``dpre`` ``(T, m, 4H)``, the gradients at
+    the pre-activations, becomes the gradient at the input projections (before their
+    normalization). ``d_n`` ``(T, m, H)`` holds the gradients at ``gain_c * c_hat + shift_c``;
+    both are zero where no step ran."""
+    steps, batch, width = dpre.shape
+    summed = dpre.sum(axis=(0, 1))
+    gradients = {
+        "layer_norm_weight_ih": xp.einsum("tbk,tbk->k", dpre, normalized.x_hat),
+        "layer_norm_bias_ih": summed,
+        "layer_norm_weight_hh": xp.einsum("tbk,tbk->k", dpre, normalized.recurrent),
+        "layer_norm_bias_hh": summed.copy(),
+        "layer_norm_weight_c": xp.einsum("tbk,tbk->k", d_n, normalized.c_hat),
+        "layer_norm_bias_c": d_n.sum(axis=(0, 1)),
+    }
+    dpre *= normalized.weights["layer_norm_weight_ih"]  # now at the normalized inputs
+    steps_cell = make_cell("lstm_layer_norm", xp, dpre.dtype, batch, width // 4, fused=fused)
+    steps_cell.normalize_inputs_backward(
+        dpre.reshape(steps * batch, width),
+        normalized.x_hat.reshape(steps * batch, width),
+        normalized.rstd_x.reshape(-1),
+    )
+    return gradients
 
 
 def _peephole_gradient(dpre: Any, c: Any, c_step: Any, c0: Any, xp: Any) -> Any:

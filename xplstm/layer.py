@@ -145,7 +145,10 @@ class LSTM(RecurrentLayer):
     _GATES = 4
     _FORMAT = LAYER_FORMAT
     _STATE_MEMBERS = ("h", "c")
-    _VARIANTS = ("proj_size", "peephole", "zoneout_cell", "zoneout_hidden", "recurrent_dropout")
+    _VARIANTS = (
+        "proj_size", "peephole", "zoneout_cell", "zoneout_hidden", "recurrent_dropout",
+        "layer_norm",
+    )  # fmt: skip
 
     def _direction_noise(self, steps: int, batch: int) -> dict[str, Any]:
         """Zoneout's keep arrays and the recurrent-dropout mask of one layer and direction, in
@@ -196,6 +199,10 @@ class LSTM(RecurrentLayer):
         xp = self._placement.xp
         arguments = (sequence, weights["w_ih"], weights["w_hh"], bias, initial[0], initial[1])
         variants = {"w_hr": weights.get("w_hr"), "peephole": weights.get("peephole"), **noise}
+        if self.layer_norm:
+            variants["layer_norm"] = {
+                role: value for role, value in weights.items() if role.startswith("layer_norm_")
+            }
         if workspace is None:
             h, h_last, c_last = engine.lstm_inference(
                 *arguments, lengths=lengths, xp=xp, **variants

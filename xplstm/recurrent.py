@@ -117,6 +117,7 @@ class RecurrentLayer:
         zoneout_cell: float = 0.0,
         zoneout_hidden: float = 0.0,
         recurrent_dropout: float = 0.0,
+        layer_norm: bool = False,
         dtype: Any = "float32",
         device: str = "cpu",
         seed: Any = None,
@@ -126,7 +127,7 @@ class RecurrentLayer:
             input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dtype, device,
             dropout=dropout, proj_size=proj_size, peephole=peephole, nonlinearity=nonlinearity,
             zoneout_cell=zoneout_cell, zoneout_hidden=zoneout_hidden,
-            recurrent_dropout=recurrent_dropout,
+            recurrent_dropout=recurrent_dropout, layer_norm=layer_norm,
         )  # fmt: skip
         if self.dropout and self.num_layers == 1:
             warnings.warn(
@@ -141,6 +142,8 @@ class RecurrentLayer:
             for name, shape in self._parameter_shapes().items():
                 if name.startswith("weight_peephole_"):  # start as the plain LSTM (and draw
                     values = np.zeros(shape)  # nothing: the other weights are its weights)
+                elif name.startswith("layer_norm_"):  # gains 1, shifts 0 (Ba et al.); no draw
+                    values = np.full(shape, 1.0 if name.startswith("layer_norm_weight") else 0.0)
                 else:
                     values = rng.uniform(-bound, bound, size=shape)
                 self._parameters[name] = self._placement.xp.asarray(values, dtype=self.dtype)
@@ -167,6 +170,7 @@ class RecurrentLayer:
         zoneout_cell: Any = 0.0,
         zoneout_hidden: Any = 0.0,
         recurrent_dropout: Any = 0.0,
+        layer_norm: Any = False,
     ) -> None:
         """Check and store the configuration; parameters and grads are left empty."""
         self._check_nonlinearity(nonlinearity)
@@ -176,6 +180,7 @@ class RecurrentLayer:
             "zoneout_cell": (zoneout_cell, 0.0),
             "zoneout_hidden": (zoneout_hidden, 0.0),
             "recurrent_dropout": (recurrent_dropout, 0.0),
+            "layer_norm": (layer_norm, False),
         }
         for name, (value, default) in variants.items():
             if name not in self._VARIANTS and value != default:
@@ -187,6 +192,7 @@ class RecurrentLayer:
         self.zoneout_cell = check_probability("zoneout_cell", zoneout_cell)
         self.zoneout_hidden = check_probability("zoneout_hidden", zoneout_hidden)
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self.layer_norm = check_flag("layer_norm", layer_norm)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
@@ -195,6 +201,12 @@ class RecurrentLayer:
         self.bidirectional = check_flag("bidirectional", bidirectional)
         self.dropout = check_probability("dropout", dropout)
         self.proj_size = check_projection(proj_size, self.hidden_size)
+        if self.layer_norm and (self.proj_size or self.peephole):
+            other = f"proj_size={self.proj_size}" if self.proj_size else "peephole=True"
+            raise ValueError(
+                f"layer_norm=True does not combine with {other}: the LayerNorm LSTM (Ba et al. "
+                "2016) normalizes the plain cell's gates and state"
+            )
         self.dtype = check_dtype(dtype)
         self._placement = select_device(device)
         self.device = self._placement.name
@@ -228,6 +240,7 @@ class RecurrentLayer:
         model = cls.__new__(cls)
         model._configure(**config, device="cpu")
         per_direction = (4 if model.bias else 2) + bool(model.proj_size) + model.peephole
+        per_direction += 6 * model.layer_norm
         count = model.num_layers * model.num_directions * per_direction
         if count > 2 * members + 8:
             raise ValueError(
@@ -278,7 +291,8 @@ class RecurrentLayer:
     def _names(self, layer: int, direction: int) -> dict[str, str]:
         """The parameter names of one layer and direction by role, in torch's order: ``w_ih``,
         ``w_hh``, then with ``bias`` ``b_ih`` and ``b_hh``, with ``proj_size`` ``w_hr``, with
-        ``peephole`` ``peephole``."""
+        ``peephole`` ``peephole``, with ``layer_norm`` the six ``layer_norm_*`` (gains
+        ``weight``, shifts ``bias`` of the ``ih``, ``hh`` and ``c`` norms)."""
         suffix = f"l{layer}" + ("_reverse" if direction == 1 else "")
         names = {"w_ih": f"weight_ih_{suffix}", "w_hh": f"weight_hh_{suffix}"}
         if self.bias:
@@ -287,6 +301,9 @@ class RecurrentLayer:
             names["w_hr"] = f"weight_hr_{suffix}"
         if self.peephole:
             names["peephole"] = f"weight_peephole_{suffix}"
+        if self.layer_norm:
+            for part in ("weight_ih", "bias_ih", "weight_hh", "bias_hh", "weight_c", "bias_c"):
+                names[f"layer_norm_{part}"] = f"layer_norm_{part}_{suffix}"
         return names
 
     def _parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -302,6 +319,12 @@ class RecurrentLayer:
                 "b_hh": (gates,),
                 "w_hr": (out, hidden),
                 "peephole": (3, hidden),
+                "layer_norm_weight_ih": (gates,),
+                "layer_norm_bias_ih": (gates,),
+                "layer_norm_weight_hh": (gates,),
+                "layer_norm_bias_hh": (gates,),
+                "layer_norm_weight_c": (hidden,),
+                "layer_norm_bias_c": (hidden,),
             }
             for direction in range(self.num_directions):
                 for role, name in self._names(layer, direction).items():
@@ -825,6 +848,8 @@ class RecurrentLayer:
             parts.append(f"proj_size={self.proj_size}")
         if self.peephole:
             parts.append("peephole=True")
+        if self.layer_norm:
+            parts.append("layer_norm=True")
         for name in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout"):
             if getattr(self, name):
                 parts.append(f"{name}={getattr(self, name)}")

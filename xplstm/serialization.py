@@ -86,6 +86,7 @@ OPTIONAL_LAYER_ARGUMENTS: dict[str, Any] = {
     "zoneout_cell": 0.0,
     "zoneout_hidden": 0.0,
     "recurrent_dropout": 0.0,
+    "layer_norm": False,
 }
 
 LSTM_PREFIX = "lstm."

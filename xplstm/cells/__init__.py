@@ -18,6 +18,7 @@ import numpy as np
 from ..switches import env_switch
 from .activations import StackedActivations, sigmoid
 from .gru import GRUTwin
+from .layer_norm import LayerNormLSTMTwin
 from .lstm import LSTMPeepholeTwin, LSTMTwin
 from .rnn import RNNReluTwin, RNNTwin
 from .zoneout import ZoneoutTwin
@@ -29,6 +30,7 @@ __all__ = [
     "LSTMCell",
     "LSTMPeepholeTwin",
     "LSTMTwin",
+    "LayerNormLSTMTwin",
     "RNNCell",
     "RNNReluTwin",
     "RNNTwin",
@@ -90,6 +92,7 @@ _TWINS: dict[str, Any] = {
     "rnn_relu": RNNReluTwin,
     "gru": GRUTwin,
     "zoneout": ZoneoutTwin,
+    "lstm_layer_norm": LayerNormLSTMTwin,
 }
 CELL_KINDS = tuple(_TWINS)
 
@@ -106,10 +109,11 @@ def make_cell(
 
     Parameters
     ----------
-    kind : {"lstm", "lstm_peephole", "rnn", "rnn_relu", "gru", "zoneout"}
+    kind : {"lstm", "lstm_peephole", "rnn", "rnn_relu", "gru", "zoneout", "lstm_layer_norm"}
         ``"rnn"`` is the tanh RNN, ``"rnn_relu"`` the ReLU one (same protocol);
         ``"lstm_peephole"`` takes the peephole weights as one more argument of each step;
-        ``"zoneout"`` is the blend that follows a cell's step (:class:`Zoneout`).
+        ``"zoneout"`` is the blend that follows a cell's step (:class:`Zoneout`);
+        ``"lstm_layer_norm"`` the LayerNorm LSTM step (:class:`LayerNormLSTMTwin`'s contract).
     xp : module
         ``numpy`` or ``cupy``: the backend of every array the cell will see.
     dtype : dtype

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cells.layer_norm import LayerNormLSTMSteps
 from .memo import build_once
 from .specs import kernel_preamble, kernel_specs
 
@@ -182,6 +183,81 @@ class FusedZoneout:
             self._backward(keep, gradient, carried, size=size)
 
 
+class FusedLayerNormLSTMCell(LayerNormLSTMSteps):
+    """The LayerNorm LSTM step as kernel launches of ``kernels/layer_norm.cuh`` (contract of
+    :class:`xplstm.cells.LayerNormLSTMTwin`): each piece is one launch over rows or elements."""
+
+    implementation = "fused cuda"
+
+    def __init__(self, dtype: Any, batch_size: int, hidden_size: int) -> None:
+        import cupy
+
+        self.xp, self.dtype, self.hidden_size = cupy, np.dtype(dtype), hidden_size
+        self._kernels = {
+            **elementwise_kernels("layer_norm", dtype),
+            **elementwise_kernels("lstm_layer_norm", dtype),
+        }
+        self._specs = {
+            **kernel_specs("layer_norm", dtype),
+            **kernel_specs("lstm_layer_norm", dtype),
+        }
+        self.row_scratch = cupy.empty((2, batch_size), dtype=self.dtype)
+        self.d_c_hat = cupy.empty((batch_size, hidden_size), dtype=self.dtype)
+
+    def _launch(self, step: str, size: int, **named: Any) -> None:
+        spec = self._specs[step]
+        if size:
+            self._kernels[step](*(named[name] for name in (*spec.in_names, *spec.out_names)),
+                                size=size)  # fmt: skip
+
+    def statistics(self, x: Any, width: int, mean: Any, rstd: Any) -> None:
+        self._launch("statistics", x.shape[0], width=width, x=x, mean=mean, rstd=rstd)
+
+    def normalize(
+        self, mean: Any, rstd: Any, gain: Any, shift: Any, x_hat: Any, value: Any, width: int
+    ) -> None:
+        self._launch("forward", value.size, width=width, mean=mean, rstd=rstd, gain=gain,
+                     shift=shift, x_hat=x_hat, value=value)  # fmt: skip
+
+    def backward_statistics(
+        self, d_hat: Any, x_hat: Any, width: int, mean_d: Any, mean_dx: Any
+    ) -> None:
+        self._launch("backward_statistics", d_hat.shape[0], width=width, d_hat=d_hat,
+                     x_hat=x_hat, mean_d=mean_d, mean_dx=mean_dx)  # fmt: skip
+
+    def normalize_backward(
+        self, x_hat: Any, rstd: Any, mean_d: Any, mean_dx: Any, gradient: Any, width: int
+    ) -> None:
+        self._launch("backward", gradient.size, width=width, x_hat=x_hat, rstd=rstd,
+                     mean_d=mean_d, mean_dx=mean_dx, gradient=gradient)  # fmt: skip
+
+    def gates(self, mean_h: Any, rstd_h: Any, gain_h: Any, shift_h: Any, c_prev: Any,
+              gates: Any, recurrent: Any, c_next: Any) -> None:  # fmt: skip
+        self._launch("gates", c_next.size, hidden=self.hidden_size, mean_h=mean_h,
+                     rstd_h=rstd_h, gain_h=gain_h, shift_h=shift_h, c_prev=c_prev, gates=gates,
+                     recurrent=recurrent, c_next=c_next)  # fmt: skip
+
+    def output(self, gates: Any, c_next: Any, mean_c: Any, rstd_c: Any, gain_c: Any,
+               shift_c: Any, c_hat: Any, h_next: Any) -> None:  # fmt: skip
+        self._launch("output", c_next.size, hidden=self.hidden_size, gates=gates, c_next=c_next,
+                     mean_c=mean_c, rstd_c=rstd_c, gain_c=gain_c, shift_c=shift_c, c_hat=c_hat,
+                     h_next=h_next)  # fmt: skip
+
+    def output_backward(self, c_hat: Any, gain_c: Any, shift_c: Any, dy: Any, dh: Any,
+                        gates: Any, d_n: Any, d_c_hat: Any) -> None:  # fmt: skip
+        self._launch("output_backward", c_hat.size, hidden=self.hidden_size, c_hat=c_hat,
+                     gain_c=gain_c, shift_c=shift_c, dy=dy, dh=dh, gates=gates, d_n=d_n,
+                     d_c_hat=d_c_hat)  # fmt: skip
+
+    def gates_backward(self, c_hat: Any, rstd_c: Any, d_c_hat: Any, mean_d: Any, mean_dx: Any,
+                       c_prev: Any, gain_h: Any, gates: Any, dc: Any,
+                       d_recurrent: Any) -> None:  # fmt: skip
+        self._launch("gates_backward", c_hat.size, hidden=self.hidden_size, c_hat=c_hat,
+                     rstd_c=rstd_c, d_c_hat=d_c_hat, mean_d=mean_d, mean_dx=mean_dx,
+                     c_prev=c_prev, gain_h=gain_h, gates=gates, dc=dc,
+                     d_recurrent=d_recurrent)  # fmt: skip
+
+
 _FUSED = {
     "lstm": FusedLSTMCell,
     "lstm_peephole": FusedLSTMPeepholeCell,
@@ -189,6 +265,7 @@ _FUSED = {
     "rnn_relu": FusedRNNReluCell,
     "gru": FusedGRUCell,
     "zoneout": FusedZoneout,
+    "lstm_layer_norm": FusedLayerNormLSTMCell,
 }
 
 
