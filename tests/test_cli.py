@@ -103,6 +103,9 @@ def test_python_dash_m_runs_the_command():
         (["train", "--lr", "nan"], r"argument --lr: must be > 0"),
         (["train", "--batch-size", "0"], r"must be >= 1"),
         (["train", "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["train", "--zoneout", "1"], r"argument --zoneout: must be < 1 \(a probability\)"),
+        (["train", "--recurrent-dropout", "-0.1"], r"--recurrent-dropout: must be >= 0"),
+        (["train", "--zoneout-cell", "x"], "expected a number, got 'x'"),
         (["sample"], "required: --checkpoint"),
         (["sample", "--checkpoint", "x.npz", "--temperature", "-1"], "must be > 0"),
         (["demo", "--epochs", "-3"], "must be >= 1"),
@@ -143,6 +146,12 @@ def test_resume_with_other_settings_is_one_line(capsys, tmp_path, text_file):
     assert status == 0
     status, _, err = run_cli(capsys, "train", *common, "--resume", "--hidden", "5")
     assert_one_line_error(status, err, 1, r"cannot resume with different settings: hidden_size 5")
+
+
+def test_dropout_without_stacked_layers_is_one_line(capsys, tmp_path):
+    argv = ["train", "--dropout", "0.2", "--checkpoint-dir", str(tmp_path)]
+    status, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(status, err, 1, "dropout acts between stacked layers: needs layers")
 
 
 def test_sample_refuses_a_digits_checkpoint(capsys, tmp_path):
@@ -191,6 +200,25 @@ def test_train_then_sample(capsys, tmp_path, text_file):
     (run_dir / "final.npz").unlink()
     status, from_state, _ = run_cli(capsys, *sample, "--seed", "3", "--temperature", "0.5")
     assert status == 0 and from_state == first
+
+
+def test_train_flags_reach_the_lstm_and_its_checkpoint(capsys, tmp_path, text_file):
+    run_dir = tmp_path / "run"
+    status, out, _ = run_cli(
+        capsys,
+        "train",
+        *("--text", str(text_file), "--epochs", "1", "--hidden", "6", "--layers", "2"),
+        *("--layer-norm", "--zoneout", "0.3", "--zoneout-hidden", "0.05"),
+        *("--recurrent-dropout", "0.2", "--dropout", "0.1", "--seq-length", "8"),
+        *("--checkpoint-dir", str(run_dir), "--no-progress", "--no-plot"),
+    )
+    assert status == 0
+    expected = dict(
+        layer_norm=True, zoneout_cell=0.3, zoneout_hidden=0.05, recurrent_dropout=0.2, dropout=0.1
+    )
+    loaded = LSTM.load(run_dir / "final.npz")
+    assert {name: getattr(loaded, name) for name in expected} == expected
+    assert "layer_norm=True" in out and "zoneout_cell=0.3" in out  # the model line
 
 
 def test_info_lists_versions_and_backends(capsys):

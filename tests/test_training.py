@@ -34,6 +34,7 @@ from xplstm.training.data import (
 from xplstm.training.loop import Trainer, train
 from xplstm.training.model import CharModel, SequenceClassifier, init_forget_bias
 from xplstm.training.sampling import load_char_model, sample_text
+from xplstm.training.tasks import TextTask
 
 
 def assert_gradient_close(analytic, numeric):
@@ -523,6 +524,53 @@ def test_resume_after_a_crash_is_bitwise_identical(tmp_path, monkeypatch, interr
     assert_bitwise_equal(final_state(tmp_path / "whole"), final_state(tmp_path / "parts"))
 
 
+REGULARIZED = dict(
+    num_layers=2,
+    layer_norm=True,
+    zoneout_cell=0.4,
+    zoneout_hidden=0.1,
+    recurrent_dropout=0.25,
+    dropout=0.3,
+)
+
+
+def test_regularized_runs_resume_bitwise_with_their_masks(tmp_path, monkeypatch):
+    """The LSTM's mask generator is part of the training state: a run interrupted mid-epoch
+    draws, after its resume, the masks the whole run drew."""
+    text = write_text(tmp_path / "text.txt", characters=220)
+    settings = text_settings(text, seq_length=6, batch_size=4, epochs=2, **REGULARIZED)
+    whole = train(settings, checkpoint_dir=tmp_path / "whole", progress=False, log=quiet)
+    loaded = LSTM.load(whole.final_checkpoint)
+    assert {name: getattr(loaded, name) for name in REGULARIZED} == REGULARIZED
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 7)
+        with pytest.raises(Interrupted):
+            train(settings, checkpoint_dir=tmp_path / "parts", checkpoint_every=3,
+                  progress=False, log=quiet)  # fmt: skip
+    train({}, checkpoint_dir=tmp_path / "parts", resume=True, progress=False, log=quiet)
+    assert_bitwise_equal(final_state(tmp_path / "whole"), final_state(tmp_path / "parts"))
+    # The masks were drawn: without them (the same weights, shuffling and seed) the run differs.
+    noiseless = dict(zoneout_cell=0.0, zoneout_hidden=0.0, recurrent_dropout=0.0, dropout=0.0)
+    plain = train({**settings, **noiseless}, progress=False, log=quiet)
+    assert plain.history["train_loss"] != whole.history["train_loss"]
+
+
+def test_validation_and_sampling_run_in_eval_mode(tmp_path):
+    text = write_text(tmp_path / "text.txt", characters=400)
+    settings = text_settings(text, epochs=1, **REGULARIZED)
+    result = train(settings, checkpoint_dir=tmp_path, progress=False, log=quiet)
+    assert result.model.lstm.training  # back in training mode after the validation
+    model, _ = load_char_model(result.final_checkpoint)
+    assert not model.lstm.training
+    task = TextTask(TrainConfig(**settings))
+    generator = generator_to_array(model.lstm.generator)
+    eval_loss = task.validation_loss(model)
+    assert eval_loss == result.history["validation_loss"][-1]  # the same sums, bitwise
+    assert generator_to_array(model.lstm.generator).tobytes() == generator.tobytes()
+    model.lstm.train()
+    assert task.validation_loss(model) != eval_loss  # in training mode the masks would matter
+
+
 def test_more_epochs_on_resume_equal_one_longer_run(tmp_path):
     settings = {"epochs": 3, "hidden_size": 8, "seed": 2}
     train(settings, checkpoint_dir=tmp_path / "whole", progress=False, log=quiet)
@@ -564,5 +612,14 @@ def test_config_validation_names_the_setting():
         TrainConfig(epochs=-1)
     with pytest.raises(ValueError, match="task must be digits or text"):
         TrainConfig(task="images")
-    config = TrainConfig(hidden_size=7)
+    for name in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout"):
+        words = name.replace("_", " ")
+        for value in (-0.1, 1.0, math.nan):
+            with pytest.raises(ValueError, match=rf"{words} must be in \[0, 1\), got {value}"):
+                TrainConfig(**{name: value})
+    with pytest.raises(ValueError, match="dropout acts between stacked layers"):
+        TrainConfig(dropout=0.2)
+    with pytest.raises(ValueError, match="layer norm must be true or false, got 1"):
+        TrainConfig(layer_norm=1)
+    config = TrainConfig(hidden_size=7, num_layers=2, dropout=0.5, layer_norm=True)
     assert TrainConfig.from_array(config.to_array()) == config

@@ -59,6 +59,17 @@ POSITIVE_FLOAT = _number(float, 0, inclusive=False)
 NON_NEGATIVE_FLOAT = _number(float, 0)
 
 
+def _probability(text: str) -> float:
+    """An argparse type: a number in ``[0, 1)``."""
+    value = NON_NEGATIVE_FLOAT(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be < 1 (a probability), got {text}")
+    return value
+
+
+PROBABILITY = _probability
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -133,12 +144,30 @@ def _add_train(commands: Any) -> None:
         ("--batch-size", POSITIVE_INT, "M", "examples per step"),
         ("--seq-length", POSITIVE_INT, "T", "characters per window, text task"),
         ("--clip-norm", NON_NEGATIVE_FLOAT, "NORM", "global-norm gradient clip, 0: off"),
-        ("--seed", COUNT, "S", "random seed of weights and shuffling"),
+        ("--seed", COUNT, "S", "random seed of weights, shuffling and masks"),
+        ("--zoneout-cell", PROBABILITY, "P", "zoneout of the cell state (Krueger et al.)"),
+        ("--zoneout-hidden", PROBABILITY, "P", "zoneout of the hidden state"),
+        ("--recurrent-dropout", PROBABILITY, "P", "variational dropout of h into W_hh"),
+        ("--dropout", PROBABILITY, "P", "dropout between stacked layers (--layers >= 2)"),
     ]
     for flag, kind, metavar, description in options:
         field = _TRAIN_SETTINGS[flag[2:].replace("-", "_")]
         help_text = f"{description} {_default(field)}"
         train.add_argument(flag, type=kind, metavar=metavar, default=None, help=help_text)
+    train.add_argument(
+        "--zoneout",
+        type=PROBABILITY,
+        metavar="P",
+        default=None,
+        help="zoneout of both states: sets --zoneout-cell and --zoneout-hidden",
+    )
+    train.add_argument(
+        "--layer-norm",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the LayerNorm LSTM of Ba, Kiros and Hinton (2016) (default: off)",
+    )
     train.add_argument(
         "--dtype", choices=("float32", "float64"), default=None, help=_default("dtype")
     )
@@ -292,6 +321,11 @@ _TRAIN_SETTINGS = {
     "clip_norm": "clip_norm",
     "dtype": "dtype",
     "seed": "seed",
+    "layer_norm": "layer_norm",
+    "zoneout_cell": "zoneout_cell",
+    "zoneout_hidden": "zoneout_hidden",
+    "recurrent_dropout": "recurrent_dropout",
+    "dropout": "dropout",
 }
 
 
@@ -303,6 +337,9 @@ def _run_train(args: argparse.Namespace) -> int:
         for option, field in _TRAIN_SETTINGS.items()
         if getattr(args, option) is not None
     }
+    if args.zoneout is not None:
+        for field in ("zoneout_cell", "zoneout_hidden"):
+            settings.setdefault(field, args.zoneout)
     if args.text is not None:
         settings.setdefault("task", "text")
         # Absolute, so --resume works from any working directory.

@@ -44,6 +44,17 @@ class TrainConfig:
         Global-norm gradient clipping bound (0 disables it).
     forget_bias : float
         Initial forget-gate bias.
+    layer_norm : bool
+        The LayerNorm LSTM (``xplstm.LSTM(layer_norm=True)``).
+    zoneout_cell, zoneout_hidden : float
+        Zoneout probabilities of the cell and hidden states, in ``[0, 1)``.
+    recurrent_dropout : float
+        Variational dropout of ``h_{t-1}`` into the recurrent product, in ``[0, 1)``.
+    dropout : float
+        Dropout between stacked layers, in ``[0, 1)`` (needs ``num_layers >= 2``).
+
+    The four regularizers act in training steps only; the test accuracy, the validation loss
+    and sampling run the LSTM in eval mode.
     """
 
     task: str = "digits"
@@ -59,6 +70,11 @@ class TrainConfig:
     seq_length: int = 64
     clip_norm: float = 5.0
     forget_bias: float = 1.0
+    layer_norm: bool = False
+    zoneout_cell: float = 0.0
+    zoneout_hidden: float = 0.0
+    recurrent_dropout: float = 0.0
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -77,10 +93,34 @@ class TrainConfig:
             (self.seq_length >= 1, f"sequence length must be >= 1, got {self.seq_length}"),
             (self.clip_norm >= 0, f"clip norm must be >= 0, got {self.clip_norm}"),
             (np.isfinite(self.forget_bias), f"forget bias must be finite, got {self.forget_bias}"),
+            (
+                isinstance(self.layer_norm, bool),
+                f"layer norm must be true or false, got {self.layer_norm!r}",
+            ),
         ]
+        for name in ("zoneout_cell", "zoneout_hidden", "recurrent_dropout", "dropout"):
+            value = getattr(self, name)
+            words = name.replace("_", " ")
+            checks.append((0 <= value < 1, f"{words} must be in [0, 1), got {value}"))
+        checks.append(
+            (
+                self.dropout == 0 or self.num_layers >= 2,
+                f"dropout acts between stacked layers: needs layers >= 2, got {self.num_layers}",
+            )
+        )
         for holds, message in checks:
             if not holds:
                 raise ValueError(message)
+
+    def lstm_variants(self) -> dict[str, float | bool]:
+        """The keyword arguments of :class:`xplstm.LSTM` beyond its sizes."""
+        return {
+            "layer_norm": self.layer_norm,
+            "zoneout_cell": self.zoneout_cell,
+            "zoneout_hidden": self.zoneout_hidden,
+            "recurrent_dropout": self.recurrent_dropout,
+            "dropout": self.dropout,
+        }
 
     def to_array(self) -> np.ndarray:
         """The config as JSON in a 0-d unicode array."""

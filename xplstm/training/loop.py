@@ -190,6 +190,8 @@ class Trainer:
         """Everything but the LSTM, as host arrays with prefixed keys."""
         arrays = {TRAINER_PREFIX + "config": self.config.to_array()}
         arrays[TRAINER_PREFIX + "shuffle_rng"] = generator_to_array(self.shuffle_rng)
+        # The LSTM's own generator draws its dropout and zoneout masks: part of the state.
+        arrays[TRAINER_PREFIX + "lstm_rng"] = generator_to_array(self.model.lstm.generator)
         arrays.update(self.position.to_arrays())
         arrays.update(self.model.head_state())
         arrays.update(optimizer_state(self.optimizer))
@@ -201,6 +203,8 @@ class Trainer:
         self.model.load_head_state(dict(arrays))
         load_optimizer_state(self.optimizer, arrays)
         self.shuffle_rng = generator_from_array(arrays[TRAINER_PREFIX + "shuffle_rng"])
+        if TRAINER_PREFIX + "lstm_rng" in arrays:  # absent in checkpoints of older versions
+            self.model.lstm.generator = generator_from_array(arrays[TRAINER_PREFIX + "lstm_rng"])
         self.position = _Position.from_arrays(arrays)
         self.last_saved_step = self.position.step
 
@@ -240,8 +244,12 @@ class Trainer:
         history = position.history
         history["train_loss"].append(position.loss_sum / examples)
         history["train_accuracy"].append(position.correct / position.count)
-        history["test_accuracy"].append(self.task.evaluate(self.model))
-        history["validation_loss"].append(self.task.validation_loss(self.model))
+        self.model.lstm.eval()  # expectations instead of masks, and no draws
+        try:
+            history["test_accuracy"].append(self.task.evaluate(self.model))
+            history["validation_loss"].append(self.task.validation_loss(self.model))
+        finally:
+            self.model.lstm.train()
         line = (
             f"epoch {position.epoch + 1}/{self.config.epochs}: "
             f"loss {history['train_loss'][-1]:.4f}, "

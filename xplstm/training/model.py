@@ -7,6 +7,7 @@ what the optimizers and checkpoints use.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -63,9 +64,16 @@ class _LSTMWithHead:
         seed: int | None,
         forget_bias: float | None,
         lstm: LSTM | None,
+        lstm_options: Mapping[str, Any] | None,
     ) -> None:
         self.lstm = lstm or LSTM(
-            input_size, hidden_size, num_layers, dtype=dtype, device=device, seed=seed
+            input_size,
+            hidden_size,
+            num_layers,
+            dtype=dtype,
+            device=device,
+            seed=seed,
+            **(lstm_options or {}),
         )
         if lstm is None and forget_bias is not None:
             init_forget_bias(self.lstm, forget_bias)
@@ -124,6 +132,11 @@ class SequenceClassifier(_LSTMWithHead):
         Seeds the initial weights.
     forget_bias : float, optional
         Initial forget-gate bias (see :func:`init_forget_bias`); ``None`` keeps the LSTM's.
+    lstm : LSTM, optional
+        An existing LSTM (a loaded checkpoint's) instead of a new one.
+    lstm_options : mapping, optional
+        More keyword arguments of the new :class:`xplstm.LSTM` (``layer_norm``,
+        ``zoneout_cell``, ``dropout``, ...).
     """
 
     def __init__(
@@ -138,6 +151,7 @@ class SequenceClassifier(_LSTMWithHead):
         seed: int | None = None,
         forget_bias: float | None = 1.0,
         lstm: LSTM | None = None,
+        lstm_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             input_size,
@@ -149,6 +163,7 @@ class SequenceClassifier(_LSTMWithHead):
             seed=seed,
             forget_bias=forget_bias,
             lstm=lstm,
+            lstm_options=lstm_options,
         )
         self.num_classes = num_classes
         self._output_shape: tuple[int, ...] = ()
@@ -183,7 +198,7 @@ class CharModel(_LSTMWithHead):
     Parameters
     ----------
     vocab_size, hidden_size, num_layers : int
-    dtype, device, seed, forget_bias
+    dtype, device, seed, forget_bias, lstm, lstm_options
         As for :class:`SequenceClassifier`.
     """
 
@@ -198,6 +213,7 @@ class CharModel(_LSTMWithHead):
         seed: int | None = None,
         forget_bias: float | None = 1.0,
         lstm: LSTM | None = None,
+        lstm_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             vocab_size,
@@ -209,6 +225,7 @@ class CharModel(_LSTMWithHead):
             seed=seed,
             forget_bias=forget_bias,
             lstm=lstm,
+            lstm_options=lstm_options,
         )
         self.vocab_size = vocab_size
 

@@ -36,6 +36,7 @@ def load_char_model(
             "(xplstm train --task text --text FILE)"
         )
     vocabulary = stored_vocabulary(arrays, lstm.input_size)
+    lstm.eval()  # a model trained with dropout or zoneout samples with their expectations
     model = CharModel(
         len(vocabulary), lstm.hidden_size, lstm.num_layers, dtype=lstm.dtype.name, lstm=lstm
     )

@@ -61,6 +61,7 @@ class DigitsTask:
             seed=config.seed,
             forget_bias=config.forget_bias,
             lstm=lstm,
+            lstm_options=config.lstm_variants(),
         )
 
     def _inputs(self, model: SequenceClassifier, images: np.ndarray) -> Any:
@@ -144,6 +145,7 @@ class TextTask:
             seed=config.seed,
             forget_bias=config.forget_bias,
             lstm=lstm,
+            lstm_options=config.lstm_variants(),
         )
 
     def train_step(self, model: CharModel, indices: np.ndarray) -> tuple[float, int, int]:
