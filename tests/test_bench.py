@@ -117,3 +117,21 @@ def test_a_projection_outside_the_hidden_size_is_a_usage_error(proj_size, capsys
     with pytest.raises(SystemExit):
         bench.main(["--size", "4,8,3,5", "--proj-size", proj_size])
     assert "--proj-size must be between 1 and the hidden size - 1" in capsys.readouterr().err
+
+
+def test_bench_variants_times_each_flag_next_to_the_plain_lstm(tmp_path, capsys):
+    report = tmp_path / "bench.json"
+    status = bench.main(
+        ["--variants", "--size", "4,8,3,5", "--dtype", "float64", "--backend", "numpy",
+         "--rounds", "1", "--pause", "0", "--no-memory", "--json", str(report)]
+    )  # fmt: skip
+    assert status == 0
+    plain, variants = json.loads(report.read_text())["cases"]
+    assert (plain["cell"], variants["cell"]) == ("lstm", "lstm variants")
+    names = ["plain", *bench.VARIANTS]
+    assert set(variants["times_ms"]) == {f"{name} {kind}" for name in names for kind in KINDS}
+    for name in bench.VARIANTS:
+        for kind in KINDS:
+            ratio = variants["times_ms"][f"{name} {kind}"] / variants["times_ms"][f"plain {kind}"]
+            assert variants["ratios"][f"{name} {kind} / plain"] == ratio
+    assert "lstm variants (training mode) numpy float64" in capsys.readouterr().out

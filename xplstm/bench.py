@@ -13,6 +13,10 @@ Peers, each run on the same weights and data:
 - ``torch``: ``torch.nn.LSTM`` (with the same ``proj_size``) or ``torch.nn.GRU`` when torch is
   installed (oneDNN/MKL on CPU, cuDNN on CUDA).
 
+With ``--variants`` a further case times the LSTM variants torch has no fast path for (see
+:data:`VARIANTS`) next to the plain LSTM of the same sizes, in training mode, so that the cost of
+drawing the masks counts.
+
 Times are medians over interleaved rounds (every peer once per round, in turn), with a short pause
 before each timed call so no library's idle worker threads steal the next one's cores.
 """
@@ -41,7 +45,19 @@ from .numerics import sigmoid
 from .recurrent import RecurrentLayer
 from .training.device import cpu_model, pointwise_paths
 
-__all__ = ["main", "measure_inference_memory", "measure_memory", "run"]
+__all__ = ["VARIANTS", "main", "measure_inference_memory", "measure_memory", "run"]
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "layer_norm": {"layer_norm": True},
+    "zoneout": {"zoneout_cell": 0.15, "zoneout_hidden": 0.05},
+    "recurrent_dropout": {"recurrent_dropout": 0.25},
+    "peephole": {"peephole": True},
+    "all but peephole": {
+        "layer_norm": True, "zoneout_cell": 0.15, "zoneout_hidden": 0.05,
+        "recurrent_dropout": 0.25,
+    },
+}  # fmt: skip
+"""The ``--variants`` peers: ``xplstm.LSTM`` keyword arguments by name."""
 
 
 @dataclass
@@ -55,12 +71,14 @@ class Case:
     batch: int
     steps: int
     times_ms: dict[str, float] = field(default_factory=dict)
-    cell: str = "lstm"  # "lstm" or "gru"
+    cell: str = "lstm"  # "lstm", "gru", or "lstm variants" (the plain LSTM and VARIANTS)
     proj_size: int = 0  # LSTM only
 
     @property
     def label(self) -> str:
         cell = self.cell if not self.proj_size else f"lstm proj_size={self.proj_size}"
+        if self.cell == "lstm variants":
+            cell += " (training mode)"
         return (
             f"{cell} {self.backend} {self.dtype} n_x={self.input_size} n_a={self.hidden_size} "
             f"m={self.batch} T={self.steps}"
@@ -213,7 +231,46 @@ def _torch_peer(
     return forward, forward_backward
 
 
+def _case_data(case: Case, output_size: int, xp: Any, seed: int) -> tuple[Any, Any]:
+    """The inputs ``(T, m, n_x)`` and output gradients ``(T, m, output_size)`` of a case."""
+    rng = np.random.default_rng(seed)
+    shape = (case.steps, case.batch)
+    x = xp.asarray(rng.standard_normal((*shape, case.input_size)).astype(case.dtype))
+    dy = xp.asarray(rng.standard_normal((*shape, output_size)).astype(case.dtype))
+    return x, dy
+
+
+def _layer_peer(model: RecurrentLayer, x: Any, dy: Any) -> tuple[Callable, Callable]:
+    """A layer's forward and forward-backward, synchronized."""
+    sync = _synchronizer(model.xp)
+
+    def forward() -> None:
+        model(x)
+        sync()
+
+    def forward_backward() -> None:
+        model(x)
+        model.backward(dy)
+        sync()
+
+    return forward, forward_backward
+
+
+def _variant_peers(case: Case, seed: int) -> dict[str, Callable[[], None]]:
+    """The plain LSTM and each of :data:`VARIANTS`, on the same sizes, seed and data."""
+    device = "cuda" if case.backend == "cupy" else "cpu"
+    sizes = (case.input_size, case.hidden_size)
+    peers = {}
+    for name, options in {"plain": {}, **VARIANTS}.items():
+        model = LSTM(*sizes, dtype=case.dtype, device=device, seed=seed, **options)
+        x, dy = _case_data(case, model.output_size, model.xp, seed)
+        peers[f"{name} fwd"], peers[f"{name} fwd+bwd"] = _layer_peer(model, x, dy)
+    return peers
+
+
 def _peers(case: Case, seed: int) -> dict[str, Callable[[], None]]:
+    if case.cell == "lstm variants":
+        return _variant_peers(case, seed)
     device = "cuda" if case.backend == "cupy" else "cpu"
     sizes = (case.input_size, case.hidden_size)
     model: RecurrentLayer
@@ -221,22 +278,9 @@ def _peers(case: Case, seed: int) -> dict[str, Callable[[], None]]:
         model = GRU(*sizes, dtype=case.dtype, device=device, seed=seed)
     else:
         model = LSTM(*sizes, proj_size=case.proj_size, dtype=case.dtype, device=device, seed=seed)
-    xp = model.xp
-    rng = np.random.default_rng(seed)
-    shape = (case.steps, case.batch)
-    x = xp.asarray(rng.standard_normal((*shape, case.input_size)).astype(case.dtype))
-    dy = xp.asarray(rng.standard_normal((*shape, model.output_size)).astype(case.dtype))
-    sync = _synchronizer(xp)
-
-    def xplstm_forward() -> None:
-        model(x)
-        sync()
-
-    def xplstm_forward_backward() -> None:
-        model(x)
-        model.backward(dy)
-        sync()
-
+    x, dy = _case_data(case, model.output_size, model.xp, seed)
+    sync = _synchronizer(model.xp)
+    xplstm_forward, xplstm_forward_backward = _layer_peer(model, x, dy)
     floor_forward, floor_forward_backward = _gemm_floor(model, x)
 
     def floor_fwd() -> None:
@@ -398,7 +442,8 @@ def run(
 ) -> list[Case]:
     """Time every peer for every (cell, backend, dtype, size); returns the filled-in cases.
 
-    ``cells`` are ``(cell, proj_size)`` pairs: ``("lstm", 0)``, ``("lstm", P)``, ``("gru", 0)``.
+    ``cells`` are ``(cell, proj_size)`` pairs: ``("lstm", 0)``, ``("lstm", P)``, ``("gru", 0)``,
+    ``("lstm variants", 0)``.
     """
     cases = []
     for cell, proj_size in cells:
@@ -414,6 +459,12 @@ def run(
 
 def _ratio_rows(case: Case) -> list[tuple[str, float]]:
     times = case.times_ms
+    if case.cell == "lstm variants":
+        return [
+            (f"{name} {kind} / plain", times[f"{name} {kind}"] / times[f"plain {kind}"])
+            for name in VARIANTS
+            for kind in ("fwd", "fwd+bwd")
+        ]
     rows = []
     for kind in ("fwd", "fwd+bwd"):
         ours = times[f"xplstm {kind}"]
@@ -434,9 +485,9 @@ def format_table(
     for case in cases:
         lines.append(case.label)
         for name, value in case.times_ms.items():
-            lines.append(f"  {name:<22} {value:10.2f} ms")
+            lines.append(f"  {name:<26} {value:10.2f} ms")
         for name, value in _ratio_rows(case):
-            lines.append(f"  {name:<30} {value:6.2f}x")
+            lines.append(f"  {name:<34} {value:6.2f}x")
     if memory is not None:
         lines.append(
             f"peak memory fwd+bwd (float64 n_x=64 n_a=256 m=32 T=400): "
@@ -491,6 +542,8 @@ Time xplstm next to its peers, on the same weights and data, in one process:
   course loop     the course's step-by-step formulation on the same backend (plain LSTM)
   gemm floor      the engine's matrix products alone (the limit for NumPy)
   torch           torch.nn.LSTM (same proj_size) or torch.nn.GRU, when torch is installed
+With --variants, one more case: the plain LSTM next to layer_norm, zoneout, recurrent_dropout,
+peephole and all but peephole, in training mode (masks drawn every forward).
 
 Times are medians over interleaved rounds (each peer once per round, a short pause before
 each call); ratios come from the same run. Then the peak traced memory (tracemalloc) of a
@@ -521,6 +574,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--proj-size", type=int, default=0, metavar="P",
         help="also time the LSTM with projections of size P (0 < P < hidden size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variants", action="store_true",
+        help="also time the LSTM with " + ", ".join(VARIANTS) + " against the plain LSTM",
     )  # fmt: skip
     parser.add_argument(
         "--dtype", choices=["float32", "float64"], action="append",
@@ -568,6 +625,8 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     cells = tuple((cell, 0) for cell in (args.cell or ["lstm"]))
     if args.proj_size:
         cells += (("lstm", args.proj_size),)
+    if args.variants:
+        cells += (("lstm variants", 0),)
     dtypes = args.dtype or ["float32", "float64"]
     backends = args.backend or (["numpy", "cupy"] if _cupy_usable() else ["numpy"])
     limits = _limit_threads(args.threads)

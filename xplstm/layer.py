@@ -160,8 +160,12 @@ class LSTM(RecurrentLayer):
             if not rate:
                 continue
             if self.training:
-                keep = self.generator.random((steps, batch, widths[name]), dtype=np.float32)
-                noise[name] = xp.asarray(keep < rate, dtype=self.dtype)
+                draws = self.generator.random((steps, batch, widths[name]), dtype=np.float32)
+                if self.dtype == np.float32:  # 1.0 where the state is kept, in place
+                    keep = np.less(draws, rate, out=draws)
+                else:
+                    keep = (draws < rate).astype(self.dtype)
+                noise[name] = xp.asarray(keep)
             else:  # the masks' expectation, the same every step
                 noise[name] = xp.full((batch, widths[name]), rate, dtype=self.dtype)
         if self.recurrent_dropout and self.training:

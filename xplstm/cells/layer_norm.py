@@ -46,6 +46,10 @@ class LayerNormLSTMSteps:
     output_backward: Callable[..., None]
     gates_backward: Callable[..., None]
 
+    input_block_rows: int | None = None
+    """Rows per block of the input normalization; ``None``: all rows in one call (one launch
+    per piece on a GPU)."""
+
     def _row_scratch(self, rows: int) -> tuple[Any, Any]:
         return self.row_scratch[0, :rows], self.row_scratch[1, :rows]
 
@@ -138,22 +142,31 @@ class LayerNormLSTMSteps:
         self.backward_statistics(d_recurrent, recurrent, 4 * hidden, mean_d, mean_dx)
         self.normalize_backward(recurrent, rstd_h, mean_d, mean_dx, d_recurrent, 4 * hidden)
 
+    def _input_blocks(self, rows: int) -> list[slice]:
+        block = self.input_block_rows or rows
+        return [slice(start, min(start + block, rows)) for start in range(0, rows, block)]
+
     def normalize_inputs(self, values: Any, gain: Any, shift: Any, x_hat: Any, rstd: Any) -> None:
         """``values`` ``(n, 4H)`` in place to ``gain * x_hat + shift``, writing ``x_hat``
-        ``(n, 4H)`` and ``rstd`` ``(n,)``: the input normalization of every step at once."""
-        mean = self.xp.empty(values.shape[0], dtype=self.dtype)
-        width = values.shape[1]
-        self.statistics(values, width, mean, rstd)
-        self.normalize(mean, rstd, gain, shift, x_hat, values, width)
+        ``(n, 4H)`` and ``rstd`` ``(n,)``: the input normalization of every step at once (in
+        blocks of :attr:`input_block_rows`)."""
+        width, blocks = values.shape[1], self._input_blocks(values.shape[0])
+        mean = self.xp.empty(blocks[0].stop, dtype=self.dtype) if blocks else None
+        for part in blocks:
+            block_mean = mean[: part.stop - part.start]
+            self.statistics(values[part], width, block_mean, rstd[part])
+            self.normalize(block_mean, rstd[part], gain, shift, x_hat[part], values[part], width)
 
     def normalize_inputs_backward(self, gradient: Any, x_hat: Any, rstd: Any) -> None:
         """``gradient`` ``(n, 4H)`` at ``x_hat`` in place to the gradient at the
         normalization's input."""
-        xp, width = self.xp, gradient.shape[1]
-        mean_d = xp.empty(gradient.shape[0], dtype=self.dtype)
-        mean_dx = xp.empty(gradient.shape[0], dtype=self.dtype)
-        self.backward_statistics(gradient, x_hat, width, mean_d, mean_dx)
-        self.normalize_backward(x_hat, rstd, mean_d, mean_dx, gradient, width)
+        width, blocks = gradient.shape[1], self._input_blocks(gradient.shape[0])
+        means = self.xp.empty((2, blocks[0].stop), dtype=self.dtype) if blocks else None
+        for part in blocks:
+            mean_d, mean_dx = means[:, : part.stop - part.start]
+            self.backward_statistics(gradient[part], x_hat[part], width, mean_d, mean_dx)
+            self.normalize_backward(x_hat[part], rstd[part], mean_d, mean_dx, gradient[part],
+                                    width)  # fmt: skip
 
 
 class LayerNormLSTMTwin(LayerNormLSTMSteps):
@@ -183,6 +196,10 @@ class LayerNormLSTMTwin(LayerNormLSTMSteps):
         self.scratch = xp.empty(cell, dtype=self.dtype)
         self.temporary = xp.empty(cell, dtype=self.dtype)
         self.block = xp.empty(block, dtype=self.dtype)
+        self.ones = xp.ones(4 * hidden_size, dtype=self.dtype)
+        if xp is np:  # blocks of the input norm that stay in the cache (256 KiB), not one pass
+            row_bytes = 4 * hidden_size * self.dtype.itemsize  # per piece over all T*m rows
+            self.input_block_rows = max(1, min(batch_size, 2**18 // row_bytes))
 
     def _split(self, block: Any) -> tuple[Any, Any, Any, Any]:
         size = self.hidden_size
@@ -199,17 +216,23 @@ class LayerNormLSTMTwin(LayerNormLSTMSteps):
 
     # ------------------------------------------------------------------ the generic layer norm
 
+    def _row_mean(self, x: Any, width: int, out: Any) -> None:
+        """``sum / T(width)`` of each row of ``x`` ``(rows, width)``: the sums as a product with
+        ones (BLAS's vectorized dot, 3x NumPy's reduction along rows here)."""
+        self.xp.matmul(x, self.ones[:width], out=out)
+        out /= self.dtype.type(width)
+
     def statistics(self, x: Any, width: int, mean: Any, rstd: Any) -> None:
         """Row means and reciprocal standard deviations (``layer_norm_statistics_row``)."""
         xp = self.xp
         centered = self._like(x)
         # average = sum / T(width)
-        xp.mean(x, axis=1, out=mean)
+        self._row_mean(x, width, mean)
         # squares += centered * centered, centered = values[k] - average
         xp.subtract(x, mean[:, None], out=centered)
         centered *= centered
         # rstd[row] = reciprocal_sqrt_of(squares / T(width) + layer_norm_epsilon<T>())
-        xp.mean(centered, axis=1, out=rstd)
+        self._row_mean(centered, width, rstd)
         rstd += self.dtype.type(LAYER_NORM_EPSILON)
         xp.sqrt(rstd, out=rstd)
         xp.divide(1, rstd, out=rstd)
@@ -232,9 +255,9 @@ class LayerNormLSTMTwin(LayerNormLSTMSteps):
         """Row means of ``d_hat`` and ``d_hat * x_hat`` (``layer_norm_backward_statistics_row``)."""
         xp = self.xp
         product = self._like(d_hat)
-        xp.mean(d_hat, axis=1, out=mean_d)
+        self._row_mean(d_hat, width, mean_d)
         xp.multiply(d_hat, x_hat, out=product)
-        xp.mean(product, axis=1, out=mean_dx)
+        self._row_mean(product, width, mean_dx)
 
     def normalize_backward(
         self, x_hat: Any, rstd: Any, mean_d: Any, mean_dx: Any, gradient: Any, width: int
