@@ -151,7 +151,7 @@ class LayerNormLSTMSteps:
         ``(n, 4H)`` and ``rstd`` ``(n,)``: the input normalization of every step at once (in
         blocks of :attr:`input_block_rows`)."""
         width, blocks = values.shape[1], self._input_blocks(values.shape[0])
-        mean = self.xp.empty(blocks[0].stop, dtype=self.dtype) if blocks else None
+        mean = self.xp.empty(blocks[0].stop if blocks else 0, dtype=self.dtype)
         for part in blocks:
             block_mean = mean[: part.stop - part.start]
             self.statistics(values[part], width, block_mean, rstd[part])
@@ -161,7 +161,7 @@ class LayerNormLSTMSteps:
         """``gradient`` ``(n, 4H)`` at ``x_hat`` in place to the gradient at the
         normalization's input."""
         width, blocks = gradient.shape[1], self._input_blocks(gradient.shape[0])
-        means = self.xp.empty((2, blocks[0].stop), dtype=self.dtype) if blocks else None
+        means = self.xp.empty((2, blocks[0].stop if blocks else 0), dtype=self.dtype)
         for part in blocks:
             mean_d, mean_dx = means[:, : part.stop - part.start]
             self.backward_statistics(gradient[part], x_hat[part], width, mean_d, mean_dx)
