@@ -890,13 +890,12 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
         h_seen, h0_seen = saved.h * recurrent_mask, saved.h0 * recurrent_mask
     variants = {}
     if normalized is None:
-        dx, dw_ih, db = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
+        dx, dw_ih, dbias = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
     else:
         variants = _layer_norm_gradients(gates, d_n, normalized, saved.fused, xp)
-        db = variants["layer_norm_bias_ih"].copy()  # the bias enters where the shifts do
+        dbias = variants["layer_norm_bias_ih"].copy()  # the bias enters where the shifts do
         dx, dw_ih, _ = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
     dw_hh = _recurrent_weight_gradient(d_recurrent, h_seen, h0_seen, xp)
-    dbias = db
     dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
     if d_projected is not None:
         # dW_hr = sum over steps of dh_total[t].T @ unprojected[t]: one GEMM (padding is zero)
