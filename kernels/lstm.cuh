@@ -21,18 +21,14 @@ XPLSTM_HOST_DEVICE long long gate_offset(long long index, long long hidden) {
     return (index / hidden) * 4 * hidden + index % hidden;
 }
 
-// Forward step for element `index`.
-//   gates      in: input projection + bias; out: the activated gates (i, f, g, o), saved for
-//              the backward step.
-//   recurrent  the recurrent product h_prev @ W_hh.T, same layout as gates.
+// Forward step of one element, given where its values are: `gate` and `product` point at its
+// gate i, with f, g and o `hidden` apart after it. lstm_forward_element finds an element from
+// its index and calls this; a host loop over the units of one row calls it directly, with no
+// index arithmetic in the loop, so that the compiler can vectorize it.
 //   c_next = f * c_prev + i * g,  h_next = o * tanh(c_next).
 template <typename T>
-XPLSTM_HOST_DEVICE void lstm_forward_element(long long index, long long hidden, T* gates,
-                                             const T* recurrent, const T* c_prev, T* c_next,
-                                             T* h_next) {
-    const long long at = gate_offset(index, hidden);
-    T* gate = gates + at;
-    const T* product = recurrent + at;
+XPLSTM_HOST_DEVICE void lstm_forward_at(long long hidden, T* gate, const T* product,
+                                        const T c_prev, T& c_next, T& h_next) {
     const T i = sigmoid(gate[0] + product[0]);
     const T f = sigmoid(gate[hidden] + product[hidden]);
     const T g = tanh_of(gate[2 * hidden] + product[2 * hidden]);
@@ -41,9 +37,43 @@ XPLSTM_HOST_DEVICE void lstm_forward_element(long long index, long long hidden, 
     gate[hidden] = f;
     gate[2 * hidden] = g;
     gate[3 * hidden] = o;
-    const T c = f * c_prev[index] + i * g;
-    c_next[index] = c;
-    h_next[index] = o * tanh_of(c);
+    const T c = f * c_prev + i * g;
+    c_next = c;
+    h_next = o * tanh_of(c);
+}
+
+// Forward step for element `index`.
+//   gates      in: input projection + bias; out: the activated gates (i, f, g, o), saved for
+//              the backward step.
+//   recurrent  the recurrent product h_prev @ W_hh.T, same layout as gates.
+template <typename T>
+XPLSTM_HOST_DEVICE void lstm_forward_element(long long index, long long hidden, T* gates,
+                                             const T* recurrent, const T* c_prev, T* c_next,
+                                             T* h_next) {
+    const long long at = gate_offset(index, hidden);
+    lstm_forward_at(hidden, gates + at, recurrent + at, c_prev[index], c_next[index],
+                    h_next[index]);
+}
+
+// Backward step of one element, given where its values are (as lstm_forward_at): `gate` points
+// at its saved activation i (f, g, o follow `hidden` apart), which become the gradients with
+// respect to the four pre-activations; `dc` in: the gradient reaching c_next, out: the one
+// with respect to c_prev.
+template <typename T>
+XPLSTM_HOST_DEVICE void lstm_backward_at(long long hidden, T* gate, const T dy, const T dh, T& dc,
+                                         const T c_prev, const T c_next) {
+    const T i = gate[0];
+    const T f = gate[hidden];
+    const T g = gate[2 * hidden];
+    const T o = gate[3 * hidden];
+    const T dh_total = dy + dh;
+    const T tanh_c = tanh_of(c_next);
+    const T dc_total = dc + dh_total * o * tanh_grad_from_output(tanh_c);
+    gate[0] = dc_total * g * sigmoid_grad_from_output(i);
+    gate[hidden] = dc_total * c_prev * sigmoid_grad_from_output(f);
+    gate[2 * hidden] = dc_total * i * tanh_grad_from_output(g);
+    gate[3 * hidden] = dh_total * tanh_c * sigmoid_grad_from_output(o);
+    dc = dc_total * f;
 }
 
 // Backward step for element `index`.
@@ -55,19 +85,8 @@ template <typename T>
 XPLSTM_HOST_DEVICE void lstm_backward_element(long long index, long long hidden, T* gates,
                                               const T* dy, const T* dh, T* dc, const T* c_prev,
                                               const T* c_next) {
-    T* gate = gates + gate_offset(index, hidden);
-    const T i = gate[0];
-    const T f = gate[hidden];
-    const T g = gate[2 * hidden];
-    const T o = gate[3 * hidden];
-    const T dh_total = dy[index] + dh[index];
-    const T tanh_c = tanh_of(c_next[index]);
-    const T dc_total = dc[index] + dh_total * o * tanh_grad_from_output(tanh_c);
-    gate[0] = dc_total * g * sigmoid_grad_from_output(i);
-    gate[hidden] = dc_total * c_prev[index] * sigmoid_grad_from_output(f);
-    gate[2 * hidden] = dc_total * i * tanh_grad_from_output(g);
-    gate[3 * hidden] = dh_total * tanh_c * sigmoid_grad_from_output(o);
-    dc[index] = dc_total * f;
+    lstm_backward_at(hidden, gates + gate_offset(index, hidden), dy[index], dh[index], dc[index],
+                     c_prev[index], c_next[index]);
 }
 
 // Peephole connections (Gers, Schraudolph and Schmidhuber 2002): i and f also see

@@ -1,7 +1,7 @@
 """NumPy twin of ``kernels/lstm.cuh``: the pointwise LSTM step on whole ``(m, H)`` blocks.
 
-Each block of :class:`LSTMTwin` mirrors a line group of ``lstm_forward_element`` or
-``lstm_backward_element`` (the comments quote them), working in place on preallocated buffers.
+Each block of :class:`LSTMTwin` mirrors a line group of ``lstm_forward_at`` or
+``lstm_backward_at`` (the comments quote them), working in place on preallocated buffers.
 On CuPy arrays the same code is the *unfused* path: separate CuPy ufunc launches.
 """
 
@@ -52,7 +52,7 @@ class LSTMTwin:
         return tuple(block[:, k * size : (k + 1) * size] for k in range(4))  # type: ignore[return-value]
 
     def forward(self, gates: Any, recurrent: Any, c_prev: Any, c_next: Any, h_next: Any) -> None:
-        """One forward step, in place (``lstm_forward_element``).
+        """One forward step, in place (``lstm_forward_element``, ``lstm_forward_at``).
 
         Parameters
         ----------
@@ -71,16 +71,16 @@ class LSTMTwin:
         gates += recurrent
         self.activations.activate(gates)
         i, f, g, o = self._split(gates)
-        # c = f * c_prev[index] + i * g; c_next[index] = c
+        # c = f * c_prev + i * g; c_next = c
         xp.multiply(f, c_prev, out=c_next)
         xp.multiply(i, g, out=scratch)
         c_next += scratch
-        # h_next[index] = o * tanh_of(c)
+        # h_next = o * tanh_of(c)
         xp.tanh(c_next, out=scratch)
         xp.multiply(o, scratch, out=h_next)
 
     def backward(self, gates: Any, dy: Any, dh: Any, dc: Any, c_prev: Any, c_next: Any) -> None:
-        """One backward step, in place (``lstm_backward_element``).
+        """One backward step, in place (``lstm_backward_element``, ``lstm_backward_at``).
 
         Parameters
         ----------
@@ -102,10 +102,10 @@ class LSTMTwin:
         up_i, up_f, up_g, up_o = self._split(upstream)
         dh_total, tanh_c = self.dh_total[:rows], self.tanh_c[:rows]
         tanh_grad, temporary = self.scratch[:rows], self.temporary[:rows]
-        # dh_total = dy[index] + dh[index]; tanh_c = tanh_of(c_next[index])
+        # dh_total = dy + dh; tanh_c = tanh_of(c_next)
         xp.add(dy, dh, out=dh_total)
         xp.tanh(c_next, out=tanh_c)
-        # dc_total = dc[index] + dh_total * o * tanh_grad_from_output(tanh_c)
+        # dc_total = dc + dh_total * o * tanh_grad_from_output(tanh_c)
         xp.subtract(1, tanh_c, out=tanh_grad)
         xp.add(tanh_c, 1, out=temporary)
         tanh_grad *= temporary
@@ -118,7 +118,7 @@ class LSTMTwin:
         xp.multiply(dc, c_prev, out=up_f)
         xp.multiply(dc, i, out=up_g)
         xp.multiply(dh_total, tanh_c, out=up_o)
-        # dc[index] = dc_total * f
+        # dc = dc_total * f
         dc *= f
         # gate[k] = factor * sigmoid_grad_from_output(i) ... tanh_grad_from_output(g) ...
         self.activations.grad_from_output(gates, work)
