@@ -12,7 +12,8 @@ from xplstm import cells
     ("kind", "twin"), [("lstm", cells.LSTMTwin), ("rnn", cells.RNNTwin)], ids=["lstm", "rnn"]
 )
 @pytest.mark.parametrize("fused", [None, True, False])
-def test_numpy_always_gets_the_twin(kind, twin, fused):
+def test_numpy_gets_the_twin_with_numpy_cpu_kernels(kind, twin, fused, monkeypatch):
+    monkeypatch.setenv("XPLSTM_CPU_KERNELS", "numpy")  # the compiled kernels: test_cpu_kernels
     cell = cells.make_cell(kind, np, np.float32, 3, 5, fused=fused)
     assert type(cell) is twin and cell.implementation == "numpy twin"
 

@@ -4,7 +4,9 @@ A cell is built once per sequence call for one ``(m, H)`` shape and dtype; the e
 its ``forward`` and ``backward`` once per step on C-contiguous buffers it owns, with no checks in
 between. :func:`make_cell` picks the implementation:
 
-- NumPy arrays: the NumPy twin (``xplstm/cells/<cell>.py``, mirroring ``kernels/<cell>.cuh``);
+- NumPy arrays: the header's element functions compiled for the host CPU where built
+  (:mod:`xplstm.cpu`, chosen by ``XPLSTM_CPU_KERNELS``), else the NumPy twin
+  (``xplstm/cells/<cell>.py``, mirroring ``kernels/<cell>.cuh``);
 - CuPy arrays: the fused CUDA kernels built from the same header (``xplstm.cuda.fused``), or
   with ``fused=False`` / ``XPLSTM_FUSED=0`` the twin on CuPy ufuncs (the *unfused* path).
 """
@@ -121,7 +123,8 @@ def make_cell(
         ``m`` and ``H``.
     fused : bool, optional
         CuPy only: the fused CUDA kernels (default, see :func:`fused_enabled`) or the twin on
-        CuPy ufuncs. NumPy always runs the twin.
+        CuPy ufuncs. NumPy runs the compiled CPU kernels for the kinds they cover (see
+        :func:`xplstm.cpu.cpu_kernels`), else the twin.
 
     Returns
     -------
@@ -133,4 +136,10 @@ def make_cell(
         from ..cuda.fused import fused_cell
 
         return fused_cell(kind, dtype, batch_size, hidden_size)
+    if xp is np:
+        from ..cpu.cells import compiled_cell
+
+        compiled = compiled_cell(kind, dtype, batch_size, hidden_size)
+        if compiled is not None:
+            return compiled
     return _TWINS[kind](xp, dtype, batch_size, hidden_size)

@@ -137,10 +137,9 @@ def pointwise_paths() -> list[str]:
         loop = gpu_loop()
     except ValueError as error:
         loop = f"invalid ({error})"
-    return [
-        "pointwise steps: NumPy twin of kernels/*.cuh on the CPU; "
-        f"{gpu} on CuPy (XPLSTM_GPU_LOOP: {loop})"
-    ]
+    from ..cpu import describe
+
+    return [describe(), f"GPU kernels: {gpu} on CuPy (XPLSTM_GPU_LOOP: {loop})"]
 
 
 def environment_report() -> list[str]:
