@@ -101,6 +101,50 @@ def gpu_stand_in(session: nox.Session) -> None:
         )  # fmt: skip
 
 
+CPU_KERNELS = ("compiled", "numpy")  # xplstm.cpu.CPU_KERNEL_CHOICES without "auto"
+
+
+@nox.session(python=PYTHON)
+def cpu_kernels(session: nox.Session) -> None:
+    """Run the CPU tests once on the compiled CPU kernels and once on the NumPy twin."""
+    _venv_of_this_python(session)
+    session.install("-e", ".[test]")
+    for kernels in CPU_KERNELS:
+        session.log(f"XPLSTM_CPU_KERNELS={kernels}")
+        session.run(
+            "pytest", "-m", "not gpu", *session.posargs, env={"XPLSTM_CPU_KERNELS": kernels}
+        )
+
+
+NO_COMPILER_PROBE = """
+import pathlib, sys, xplstm, xplstm.cpu
+from xplstm.training.device import pointwise_paths
+package = pathlib.Path(xplstm.__file__).parent
+assert "site-packages" in package.parts, package  # the installed wheel, not the checkout
+built = [path for path in (package / "cpu").glob("_kernels.*") if path.suffix != ".cpp"]
+assert not built, built  # the wheel carries no compiled kernels
+assert xplstm.cpu.compiled_module() is None and xplstm.cpu.cpu_kernels() == "numpy"
+print(pointwise_paths()[0])
+"""
+
+
+@nox.session(python=PYTHON)
+def no_compiler(session: nox.Session) -> None:
+    """Install from source with the C and C++ compilers disabled: the NumPy twin runs."""
+    _venv_of_this_python(session)
+    disabled = {"CC": "/bin/false", "CXX": "/bin/false"}
+    session.install("pytest>=7.4", "hypothesis>=6.80")
+    session.install("--no-cache-dir", "--force-reinstall", "--no-deps", ".", env=disabled)
+    session.install("numpy")
+    # -I: not the checkout in the current folder (its editable build may hold the module).
+    session.run("python", "-I", "-c", NO_COMPILER_PROBE, env=disabled)
+    tests = ["tests/test_cells.py", "tests/test_cpu_kernels.py", "tests/test_course.py"]
+    session.run(
+        "python", "-I", "-m", "pytest", "-m", "not gpu", "-p", "no:cacheprovider", "-rs",
+        *(session.posargs or tests), env=disabled,
+    )  # fmt: skip
+
+
 ASV_CONFIG = "benchmarks/asv.conf.json"
 
 

@@ -46,7 +46,7 @@ def test_ci_runs_the_oldest_and_newest_python_with_both_numpy_ends():
     for python in (pythons[0], pythons[-1]):
         for end in ("lowest", "latest"):
             assert f"\"tests-{python}(numpy='{end}')\"" in script, (python, end)
-    for session in ("oracle", "lint", "gpu_stand_in", "asv_smoke"):
+    for session in ("oracle", "lint", "gpu_stand_in", "cpu_kernels", "no_compiler", "asv_smoke"):
         assert re.search(rf"\b{session}\b", script), session
     assert "pyenv" in script  # the installed interpreters are made visible to nox
 
