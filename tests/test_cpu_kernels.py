@@ -15,7 +15,8 @@ from conftest import assert_close
 import xplstm.cpu
 from xplstm import cells
 from xplstm.cells.lstm import LSTMTwin
-from xplstm.cpu.cells import LSTMCompiled
+from xplstm.cells.rnn import RNNReluTwin, RNNTwin
+from xplstm.cpu.cells import LSTMCompiled, RNNCompiled
 from xplstm.training.device import pointwise_paths
 
 M, H = 5, 19  # H not a multiple of any vector width: the loops' remainders run too
@@ -82,6 +83,27 @@ def test_compiled_backward_is_the_twin_within_the_dtype_tolerance(module, dtype)
         assert_close(actual, expected.astype(np.float64), dtype, ulps=8)
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
+@pytest.mark.parametrize("rows", [M, 0], ids=["rows", "no-rows"])
+def test_compiled_rnn_steps_are_the_twins_within_the_dtype_tolerance(module, dtype, relu, rows):
+    rng = np.random.default_rng(3)
+    pre, recurrent, dy, dh = (rng.standard_normal((rows, H)).astype(dtype) * 3 for _ in range(4))
+    if rows:
+        pre[0, :5] = [np.inf, -np.inf, np.nan, 1e4, -1e4]
+    twin = (RNNReluTwin if relu else RNNTwin)(np, dtype, rows, H)  # the RNN packs no rows
+    compiled = RNNCompiled(module, dtype, rows, H, relu=relu)
+    results = []
+    for cell in (twin, compiled):
+        h_next, dpre = pre.copy(), np.empty_like(pre)
+        with np.errstate(invalid="ignore"):  # inf - inf in the twin's backward of the inf row
+            cell.forward(h_next, recurrent)
+            cell.backward(dpre, h_next, dy, dh)
+        results.append((h_next, dpre))
+    for expected, actual in zip(*results, strict=True):
+        assert actual.dtype == dtype
+        _assert_same(actual, expected, dtype)
+
+
 def test_compiled_step_refuses_what_would_overrun_or_misread_memory(module):
     gates, recurrent, c_prev = _forward_inputs(np.random.default_rng(2), np.float64)
     c_next, h_next = np.empty_like(c_prev), np.empty_like(c_prev)
@@ -108,7 +130,9 @@ def test_make_cell_takes_the_compiled_lstm_unless_told_numpy(module, monkeypatch
     assert "the NumPy twin of kernels/*.cuh (XPLSTM_CPU_KERNELS=numpy)" in pointwise_paths()[0]
     monkeypatch.setenv("XPLSTM_CPU_KERNELS", " Compiled ")
     assert type(cells.make_cell("lstm", np, np.float64, 3, 5)) is LSTMCompiled
-    assert pointwise_paths()[0].startswith("CPU kernels: compiled kernels/lstm.cuh")
+    assert pointwise_paths()[0].startswith("CPU kernels: compiled kernels/lstm.cuh and rnn.cuh")
+    assert type(cells.make_cell("rnn_relu", np, np.float32, 3, 5)) is RNNCompiled
+    assert type(cells.make_cell("rnn", np, np.float32, 3, 5)) is RNNTwin  # slower compiled
 
 
 def test_cpu_kernel_switch_rejects_other_values(monkeypatch):

@@ -1,8 +1,9 @@
 // The pointwise cell steps of kernels/*.cuh compiled for the host CPU: the CPython extension
 // module xplstm.cpu._kernels.
 //
-// Each step runs the header's own element functions (lstm_forward_at, lstm_backward_at) in a
-// loop over rows and a loop over the units of a row that the compiler vectorizes (OpenMP SIMD
+// Each step runs the header's own element functions (lstm_forward_at, lstm_backward_at; the
+// rnn*_element functions over the flat index) in a loop over rows and a loop over the units of
+// a row that the compiler vectorizes (OpenMP SIMD
 // directives, -fopenmp-simd: no OpenMP runtime, no threads). A step runs on the calling thread
 // with the GIL released. Row loops on OpenMP threads were measured and left out: on a 2-core
 // machine whose other core was busy (BLAS threads, another process), a team of 2 waited about
@@ -25,6 +26,7 @@ extern "C" float tanhf(float) throw();
 extern "C" double tanh(double) throw();
 
 #include "lstm.cuh"
+#include "rnn.cuh"
 
 #ifndef XPLSTM_HEADER_DIGEST
 #define XPLSTM_HEADER_DIGEST ""
@@ -90,6 +92,43 @@ void backward_rows(long long rows, long long hidden, void* const* data) {
     }
 }
 
+// The RNN steps index the C-contiguous (m, H) arrays directly: one loop over all elements.
+template <typename T>
+XPLSTM_ROW_CLONES void rnn_forward_all(long long size, bool relu, void* const* data) {
+    T* h_next = static_cast<T*>(data[0]);
+    const T* recurrent = static_cast<const T*>(data[1]);
+    if (relu) {
+#pragma omp simd
+        for (long long index = 0; index < size; ++index) {
+            xplstm::rnn_relu_forward_element(index, h_next, recurrent);
+        }
+    } else {
+#pragma omp simd
+        for (long long index = 0; index < size; ++index) {
+            xplstm::rnn_forward_element(index, h_next, recurrent);
+        }
+    }
+}
+
+template <typename T>
+XPLSTM_ROW_CLONES void rnn_backward_all(long long size, bool relu, void* const* data) {
+    T* dpre = static_cast<T*>(data[0]);
+    const T* h_next = static_cast<const T*>(data[1]);
+    const T* dy = static_cast<const T*>(data[2]);
+    const T* dh = static_cast<const T*>(data[3]);
+    if (relu) {
+#pragma omp simd
+        for (long long index = 0; index < size; ++index) {
+            xplstm::rnn_relu_backward_element(index, dpre, h_next, dy, dh);
+        }
+    } else {
+#pragma omp simd
+        for (long long index = 0; index < size; ++index) {
+            xplstm::rnn_backward_element(index, dpre, h_next, dy, dh);
+        }
+    }
+}
+
 // The arguments of one step as C-contiguous buffers: `widths[k]` is 4 for a (m, 4H) gate
 // block and 1 for an (m, H) array; `writable[k]` marks the outputs.
 const int kMaxArguments = 6;
@@ -130,7 +169,7 @@ struct Step {
             if (k == 0) {
                 format = code[0];
                 rows = view.shape[0];
-                hidden = view.shape[1] / 4;
+                hidden = view.shape[1] / widths[0];
             }
             if (code[0] != format) {
                 PyErr_Format(PyExc_TypeError, "%s: %s has another dtype than %s", name,
@@ -138,7 +177,7 @@ struct Step {
                 return false;
             }
             if (view.shape[0] != rows || view.shape[1] != widths[k] * hidden ||
-                (k == 0 && view.shape[1] % 4 != 0)) {
+                (k == 0 && view.shape[1] % widths[0] != 0)) {
                 PyErr_Format(PyExc_ValueError,
                              "%s: %s has shape (%zd, %zd), expected (%lld, %lld) from %s", name,
                              names[k], view.shape[0], view.shape[1], rows, widths[k] * hidden,
@@ -196,11 +235,65 @@ PyObject* lstm_backward(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
+const char* const kRNNForwardNames[] = {"h_next", "recurrent"};
+const int kRNNForwardWidths[] = {1, 1};
+const bool kRNNForwardWritable[] = {true, false};
+const char* const kRNNBackwardNames[] = {"dpre", "h_next", "dy", "dh"};
+const int kRNNBackwardWidths[] = {1, 1, 1, 1};
+const bool kRNNBackwardWritable[] = {true, false, false, false};
+
+template <bool Relu>
+PyObject* rnn_forward(PyObject*, PyObject* args) {
+    Step step;
+    const char* name = Relu ? "rnn_relu_forward" : "rnn_forward";
+    if (!step.acquire(args, name, kRNNForwardNames, kRNNForwardWidths, kRNNForwardWritable, 2))
+        return nullptr;
+    void* pointers[kMaxArguments];
+    void* const* data = step.data(pointers);
+    const long long size = step.rows * step.hidden;
+    Py_BEGIN_ALLOW_THREADS;
+    if (step.format == 'f') {
+        rnn_forward_all<float>(size, Relu, data);
+    } else {
+        rnn_forward_all<double>(size, Relu, data);
+    }
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
+template <bool Relu>
+PyObject* rnn_backward(PyObject*, PyObject* args) {
+    Step step;
+    const char* name = Relu ? "rnn_relu_backward" : "rnn_backward";
+    if (!step.acquire(args, name, kRNNBackwardNames, kRNNBackwardWidths, kRNNBackwardWritable,
+                      4))
+        return nullptr;
+    void* pointers[kMaxArguments];
+    void* const* data = step.data(pointers);
+    const long long size = step.rows * step.hidden;
+    Py_BEGIN_ALLOW_THREADS;
+    if (step.format == 'f') {
+        rnn_backward_all<float>(size, Relu, data);
+    } else {
+        rnn_backward_all<double>(size, Relu, data);
+    }
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
 PyMethodDef kMethods[] = {
     {"lstm_forward", lstm_forward, METH_VARARGS,
      "lstm_forward(gates, recurrent, c_prev, c_next, h_next): lstm_forward_at per element."},
     {"lstm_backward", lstm_backward, METH_VARARGS,
      "lstm_backward(gates, dy, dh, dc, c_prev, c_next): lstm_backward_at per element."},
+    {"rnn_forward", rnn_forward<false>, METH_VARARGS,
+     "rnn_forward(h_next, recurrent): rnn_forward_element per element."},
+    {"rnn_backward", rnn_backward<false>, METH_VARARGS,
+     "rnn_backward(dpre, h_next, dy, dh): rnn_backward_element per element."},
+    {"rnn_relu_forward", rnn_forward<true>, METH_VARARGS,
+     "rnn_relu_forward(h_next, recurrent): rnn_relu_forward_element per element."},
+    {"rnn_relu_backward", rnn_backward<true>, METH_VARARGS,
+     "rnn_relu_backward(dpre, h_next, dy, dh): rnn_relu_backward_element per element."},
     {nullptr, nullptr, 0, nullptr},
 };
 

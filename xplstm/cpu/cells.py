@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LSTMCompiled", "compiled_cell"]
+__all__ = ["LSTMCompiled", "RNNCompiled", "compiled_cell"]
 
 
 class LSTMCompiled:
@@ -62,6 +62,41 @@ class LSTMCompiled:
         self._backward(gates, dy, dh, dc, c_prev, c_next)
 
 
+class RNNCompiled:
+    """The pointwise tanh- or ReLU-RNN step of ``kernels/rnn.cuh`` compiled for the host CPU.
+
+    :class:`xplstm.cells.rnn.RNNTwin`'s contract (C-contiguous arrays of one dtype, float32 or
+    float64).
+
+    Parameters
+    ----------
+    module : module
+        The loaded ``xplstm.cpu._kernels``.
+    dtype : dtype
+    batch_size, hidden_size : int
+    relu : bool
+        The ReLU step (``rnn_relu_*_element``) instead of the tanh one.
+    """
+
+    implementation = "compiled host"
+
+    def __init__(
+        self, module: Any, dtype: Any, batch_size: int, hidden_size: int, relu: bool = False
+    ) -> None:
+        self.dtype = np.dtype(dtype)
+        self.relu = relu
+        self._forward = module.rnn_relu_forward if relu else module.rnn_forward
+        self._backward = module.rnn_relu_backward if relu else module.rnn_backward
+
+    def forward(self, h_next: Any, recurrent: Any) -> None:
+        """``h_next = tanh(h_next + recurrent)`` (or ReLU) in place; both ``(m, H)``."""
+        self._forward(h_next, recurrent)
+
+    def backward(self, dpre: Any, h_next: Any, dy: Any, dh: Any) -> None:
+        """Writes the pre-activation gradient ``dpre`` ``(m, H)`` from ``dy + dh``."""
+        self._backward(dpre, h_next, dy, dh)
+
+
 def compiled_cell(kind: str, dtype: Any, batch_size: int, hidden_size: int) -> Any:
     """The compiled step of cell ``kind``, or ``None`` where the twin must run (the
     ``XPLSTM_CPU_KERNELS`` choice, another cell kind or dtype, no build)."""
@@ -71,4 +106,6 @@ def compiled_cell(kind: str, dtype: Any, batch_size: int, hidden_size: int) -> A
         return None
     if cpu_kernels() != "compiled":
         return None
-    return LSTMCompiled(compiled_module(), dtype, batch_size, hidden_size)
+    if kind == "lstm":
+        return LSTMCompiled(compiled_module(), dtype, batch_size, hidden_size)
+    return RNNCompiled(compiled_module(), dtype, batch_size, hidden_size, relu=kind == "rnn_relu")

@@ -17,7 +17,7 @@ EXTENSION = "xplstm.cpu._kernels"
 SOURCE = Path(__file__).resolve().parent / "_kernels.cpp"
 """Its C++ source: loops over rows and units around the headers' element functions."""
 
-HEADERS = ("activations.cuh", "lstm.cuh")
+HEADERS = ("activations.cuh", "lstm.cuh", "rnn.cuh")
 """The ``kernels/`` headers it compiles, in the order they are hashed."""
 
 
