@@ -18,7 +18,21 @@ namespace xplstm {
 
 // tanh for each element type, spelled so that no overload set is needed from <cmath>.
 XPLSTM_HOST_DEVICE float tanh_of(float x) { return tanhf(x); }
+#if defined(__CUDA_ARCH__) || defined(__CUDACC_RTC__)
 XPLSTM_HOST_DEVICE double tanh_of(double x) { return tanh(x); }
+#else
+// On the host, double tanh through expm1: tanh|x| = e / (e + 2) with e = expm1(2|x|), and the
+// sign put back. glibc's vector expm1 takes about half the time of its vector tanh in double
+// (the compiled CPU loops of xplstm/cpu call them). The ratio stays relatively accurate near 0
+// (expm1) and near 1 (e's own error fades as 2 / (e + 2)); |x| is capped at 20, past which
+// tanh rounds to 1, so e never overflows. tanh(+-inf) = +-1, NaN stays NaN (the cap compares
+// false), -0 stays -0.
+XPLSTM_HOST_DEVICE double tanh_of(double x) {
+    const double magnitude = fabs(x);
+    const double e = expm1(2.0 * (magnitude > 20.0 ? 20.0 : magnitude));
+    return copysign(e / (e + 2.0), x);
+}
+#endif
 
 // Logistic function as sigmoid(x) = 0.5 tanh(x / 2) + 0.5. tanh saturates instead of
 // overflowing, so any finite x (1e4 and beyond) gives 0 or 1 exactly; the scalings by 0.5 are

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close
+from kernel_harness.cells import extreme_values
 
 import xplstm.cpu
 from xplstm import cells
@@ -102,6 +103,31 @@ def test_compiled_rnn_steps_are_the_twins_within_the_dtype_tolerance(module, dty
     for expected, actual in zip(*results, strict=True):
         assert actual.dtype == dtype
         _assert_same(actual, expected, dtype)
+
+
+def test_compiled_tanh_is_accurate_everywhere(module, dtype):
+    """The compiled loops' tanh (libmvec's vector tanhf; in double the header's expm1 form on
+    libmvec's vector expm1) within 8 eps relative of long double over the whole range, with the
+    limits, the signed zeros, the subnormals and NaN exact."""
+    info = np.finfo(dtype)
+    big = np.sqrt(info.max)
+    grid = np.linspace(-40, 40, 16001)
+    edges = [np.inf, -np.inf, np.nan, big, -big, 0.55, -0.55, 19.9, 20.1, -20.1]
+    values = np.concatenate([grid, edges, extreme_values(dtype)]).astype(dtype)
+    h_next = values.reshape(1, -1).copy()
+    minus_zero = np.full_like(h_next, -0.0)  # x + (-0) is x for every x, -0 included
+    RNNCompiled(module, dtype, 1, values.size, relu=False).forward(h_next, minus_zero)
+    actual, expected = h_next[0], np.tanh(values.astype(np.longdouble))
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(values))
+    finite = ~np.isnan(values)
+    error = np.abs(actual[finite] - expected[finite])
+    assert np.all(error <= 8 * info.eps * np.abs(expected[finite]) + info.smallest_subnormal)
+    tiny = np.abs(values) <= info.tiny
+    np.testing.assert_array_equal(actual[tiny], values[tiny])  # tanh(x) = x there, sign kept
+    np.testing.assert_array_equal(np.signbit(actual[tiny]), np.signbit(values[tiny]))
+    np.testing.assert_array_equal(
+        actual[np.abs(values) >= 100], np.sign(values[np.abs(values) >= 100])
+    )
 
 
 def test_compiled_step_refuses_what_would_overrun_or_misread_memory(module):

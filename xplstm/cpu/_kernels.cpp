@@ -12,10 +12,10 @@
 // hatch_build.py builds this file when a C++ compiler and glibc's vector math library are
 // found; xplstm/cpu/__init__.py loads it, and the NumPy twin runs otherwise.
 //
-// No -ffast-math: the vector tanh comes from glibc's libmvec, whose SIMD variants keep the
-// scalar function's results for inf and NaN. glibc declares them only under -ffast-math
-// (which would also let the compiler assume there are no infs and NaNs), so they are declared
-// here, before the header calls tanhf and tanh.
+// No -ffast-math: the vector tanhf and expm1 (the header's host double tanh) come from glibc's
+// libmvec, whose SIMD variants keep the scalar functions' results for inf and NaN. glibc
+// declares them only under -ffast-math (which would also let the compiler assume there are no
+// infs and NaNs), so they are declared here, before the header calls them.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -23,7 +23,7 @@
 #pragma omp declare simd notinbranch
 extern "C" float tanhf(float) throw();
 #pragma omp declare simd notinbranch
-extern "C" double tanh(double) throw();
+extern "C" double expm1(double) throw();
 
 #include "lstm.cuh"
 #include "rnn.cuh"
