@@ -23,7 +23,7 @@ def test_bench_help_is_plain_text_with_every_default(capsys):
         "default: 128,256,64,100",
         "default: both",
         "default: 15",
-        "default: 0.05",
+        "default: 0.25",
         "default: 2",
         "default: numpy, plus cupy",
     ):

@@ -17,8 +17,11 @@ With ``--variants`` a further case times the LSTM variants torch has no fast pat
 :data:`VARIANTS`) next to the plain LSTM of the same sizes, in training mode, so that the cost of
 drawing the masks counts.
 
-Times are medians over interleaved rounds (every peer once per round, in turn), with a short pause
-before each timed call so no library's idle worker threads steal the next one's cores.
+Times are medians over interleaved rounds (every peer once per round, in turn), with a pause
+before each timed call so no library's idle worker threads steal the next one's cores: OpenBLAS's
+threads spin for 2**28 cycles after a call (``OPENBLAS_THREAD_TIMEOUT``, about 0.1 s at 2.6
+GHz), and with a 0.05 s pause torch's float32 forward measured 1.6x slower on the 2-core Ice
+Lake than with the spinning cut short, so the default pause is 0.25 s.
 """
 
 from __future__ import annotations
@@ -169,11 +172,12 @@ def _gemm_floor(model: RecurrentLayer, x: Any) -> tuple[Callable, Callable]:
     d_cell = xp.empty((batch, hidden), dtype=x.dtype)
     flat_x = x.reshape(steps * batch, n_in)
     flat_gates = gates.reshape(steps * batch, width)
+    w_hh_t = xp.ascontiguousarray(w_hh.T)  # the layout the engine's recurrent GEMMs use
 
     def forward() -> None:
         xp.matmul(flat_x, w_ih.T, out=flat_gates)
         for t in range(steps):
-            xp.matmul(h[t - 1] if t else h[0], w_hh.T, out=recurrent)
+            xp.matmul(h[t - 1] if t else h[0], w_hh_t, out=recurrent)
             if w_hr is not None:
                 xp.matmul(cell_output[t], w_hr.T, out=h[t])
 
@@ -592,8 +596,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="interleaved rounds; times are their medians (default: 15)",
     )  # fmt: skip
     parser.add_argument(
-        "--pause", type=float, default=0.05, metavar="SECONDS",
-        help="pause before each timed call (default: 0.05)",
+        "--pause", type=float, default=0.25, metavar="SECONDS",
+        help="pause before each timed call, longer than idle BLAS threads spin (default: 0.25)",
     )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=2, metavar="N", help="BLAS and torch threads (default: 2)"
