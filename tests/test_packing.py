@@ -92,3 +92,30 @@ def reference_layer(model, x, lengths):
         params, x, zeros, zeros, lengths, model.num_layers, True, model.hidden_size
     )
     return y, (h_n, c_n)
+
+
+@pytest.mark.parametrize("lengths", [[7, 3, 1, 6, 4], [1, 1, 1, 1, 1], [7, 7, 7, 7, 2]],
+                         ids=["mixed", "one-step", "one-short"])  # fmt: skip
+def test_weight_gradients_over_the_rows_that_ran_equal_those_over_whole_arrays(lengths):
+    """:meth:`Packing.ran` lists exactly the (step, row) pairs that ran; the gradient GEMMs over
+    those rows alone give the whole arrays' results (the other rows' gradients are zero)."""
+    steps, batch, n_in, hidden = 7, 5, 3, 4
+    packing = Packing.of(np.array(lengths), steps)
+    valid = np.arange(steps)[:, None] < packing.lengths[None, :]
+    np.testing.assert_array_equal(packing.ran(), np.flatnonzero(valid))
+    rng = np.random.default_rng(8)
+    dpre = rng.standard_normal((steps, batch, 4 * hidden)) * valid[..., None]
+    x_ones = engine.with_ones(rng.standard_normal((steps, batch, n_in)), packing.lengths)
+    h, h0 = rng.standard_normal((steps, batch, hidden)), rng.standard_normal((batch, hidden))
+    whole = engine._input_gradients(dpre, x_ones, np.ones((4 * hidden, n_in)), np)
+    rows = engine._input_gradients(dpre, x_ones, np.ones((4 * hidden, n_in)), np, packing.ran())
+    for name, a, b in zip(("dx", "dw_ih", "db"), rows, whole, strict=True):
+        assert_close(a, b, np.float64, name=name)
+    assert np.all(rows[0][~valid] == 0)
+    assert_close(engine._recurrent_weight_gradient(dpre, h, h0, np, packing.ran()),
+                 engine._recurrent_weight_gradient(dpre, h, h0, np), np.float64)  # fmt: skip
+
+
+def test_a_batch_whose_rows_all_ran_takes_the_whole_arrays():
+    assert Packing.of(np.array([4, 4, 4]), 4).ran() is None
+    assert Packing.for_call(None, 4, 3).ran() is None

@@ -104,6 +104,16 @@ class Packing:
             return array
         return xp.take(array, xp.asarray(self.inverse), axis=axis)
 
+    def ran(self) -> np.ndarray | None:
+        """Flat indices ``t * m + row`` of the steps that ran, in step order (``(T * m, ...)``
+        rows of a ``(T, m, ...)`` array), or ``None`` when every row ran every step. The
+        weight-gradient GEMMs then take those rows alone: with lengths uniform in ``1..T``
+        that halves them."""
+        batch = self.order.size
+        if self.lengths is None or all(count == batch for count in self.active):
+            return None
+        return np.concatenate([t * batch + np.arange(count) for t, count in enumerate(self.active)])
+
     def zero_past_lengths(self, xp: Any, *sequences: Any) -> None:
         """Set the steps past each (sorted) length of ``(T, m, ...)`` ``sequences`` to +0.0:
         rows that never ran hold forward values, or nothing."""
@@ -327,25 +337,48 @@ def _weight_gradients(
     return dx, dw_ih, _recurrent_weight_gradient(dpre, h, h0, xp), db
 
 
-def _input_gradients(dpre: Any, x_ones: Any, w_ih: Any, xp: Any) -> tuple[Any, Any, Any]:
+def _input_gradients(
+    dpre: Any, x_ones: Any, w_ih: Any, xp: Any, ran: np.ndarray | None = None
+) -> tuple[Any, Any, Any]:
     """``dx (T, m, n_in)``, ``dw_ih (G, n_in)`` and the input bias's ``db (G,)`` from the
     input projection's gradients ``dpre`` ``(T, m, G)``, as two GEMMs (the ones column of
-    ``x_ones`` yields ``db``)."""
+    ``x_ones`` yields ``db``); over the rows ``ran`` (see :meth:`Packing.ran`) alone when given,
+    the others' ``dpre`` being zero."""
     steps, batch, width = dpre.shape
     n_in = x_ones.shape[2] - 1
     flat = dpre.reshape(steps * batch, width)
-    dx = xp.matmul(flat, w_ih).reshape(steps, batch, n_in)
-    dw_ih_and_bias = xp.matmul(flat.T, x_ones.reshape(steps * batch, n_in + 1))
+    inputs = x_ones.reshape(steps * batch, n_in + 1)
+    if ran is None:
+        dx = xp.matmul(flat, w_ih).reshape(steps, batch, n_in)
+    else:
+        rows = xp.asarray(ran)
+        flat, inputs = xp.take(flat, rows, axis=0), xp.take(inputs, rows, axis=0)
+        dx = xp.zeros((steps * batch, n_in), dtype=dpre.dtype)
+        dx[rows] = xp.matmul(flat, w_ih)
+        dx = dx.reshape(steps, batch, n_in)
+    dw_ih_and_bias = xp.matmul(flat.T, inputs)
     dw_ih = xp.ascontiguousarray(dw_ih_and_bias[:, :n_in])
     db = dw_ih_and_bias[:, n_in].copy()
     return dx, dw_ih, db
 
 
-def _recurrent_weight_gradient(dpre: Any, h: Any, h0: Any, xp: Any) -> Any:
+def _recurrent_weight_gradient(
+    dpre: Any, h: Any, h0: Any, xp: Any, ran: np.ndarray | None = None
+) -> Any:
     """``dW_hh (G, H)``: the sum over steps of ``dpre[t].T @ h[t - 1]`` (``h0`` before step 0),
-    as two GEMMs; ``dpre`` ``(T, m, G)`` are the gradients of the recurrent products."""
+    as two GEMMs; ``dpre`` ``(T, m, G)`` are the gradients of the recurrent products. Over the
+    rows ``ran`` (see :meth:`Packing.ran`) alone when given."""
     steps, batch, width = dpre.shape
     hidden = h.shape[2]
+    if ran is not None:
+        first = int(np.searchsorted(ran, batch))  # step 0 ran rows 0 .. first - 1
+        grads = xp.take(dpre.reshape(steps * batch, width), xp.asarray(ran), axis=0)
+        dw_hh = xp.matmul(grads[:first].T, h0[:first])
+        if first < ran.size:  # the steps after the first read the h of the step before
+            previous = xp.take(h.reshape(steps * batch, hidden), xp.asarray(ran[first:] - batch),
+                               axis=0)  # fmt: skip
+            dw_hh += xp.matmul(grads[first:].T, previous)
+        return dw_hh
     dw_hh = xp.matmul(dpre[0].T, h0)
     if steps > 1:
         dw_hh += xp.matmul(
@@ -891,13 +924,14 @@ def lstm_backward(dy: Any, dh_n: Any, dc_n: Any, saved: LSTMSaved) -> tuple[Any,
     if recurrent_mask is not None:
         h_seen, h0_seen = saved.h * recurrent_mask, saved.h0 * recurrent_mask
     variants = {}
+    ran = packing.ran()
     if normalized is None:
-        dx, dw_ih, dbias = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
+        dx, dw_ih, dbias = _input_gradients(gates, saved.x_ones, saved.w_ih, xp, ran)
     else:
         variants = _layer_norm_gradients(gates, d_n, normalized, saved.fused, xp)
         dbias = variants["layer_norm_bias_ih"].copy()  # the bias enters where the shifts do
-        dx, dw_ih, _ = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
-    dw_hh = _recurrent_weight_gradient(d_recurrent, h_seen, h0_seen, xp)
+        dx, dw_ih, _ = _input_gradients(gates, saved.x_ones, saved.w_ih, xp, ran)
+    dw_hh = _recurrent_weight_gradient(d_recurrent, h_seen, h0_seen, xp, ran)
     dx, dh, dc = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp), packing.unpack(dc, xp)
     if d_projected is not None:
         # dW_hr = sum over steps of dh_total[t].T @ unprojected[t]: one GEMM (padding is zero)
@@ -1226,8 +1260,9 @@ def gru_backward(dy: Any, dh_n: Any, saved: GRUSaved) -> tuple[Any, Any, Any, An
         dh[:rows] += through_recurrent[:rows]
 
     packing.zero_past_lengths(xp, gates, drecurrent)  # the gradients of rows that did not run
-    dx, dw_ih, db_ih = _input_gradients(gates, saved.x_ones, saved.w_ih, xp)
-    dw_hh = _recurrent_weight_gradient(drecurrent, h, saved.h0, xp)
+    ran = packing.ran()
+    dx, dw_ih, db_ih = _input_gradients(gates, saved.x_ones, saved.w_ih, xp, ran)
+    dw_hh = _recurrent_weight_gradient(drecurrent, h, saved.h0, xp, ran)
     db_hh = drecurrent.reshape(steps * batch, 3 * hidden).sum(axis=0)
     dx, dh = packing.unpack(dx, xp, axis=1), packing.unpack(dh, xp)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
