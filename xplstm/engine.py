@@ -33,6 +33,7 @@ from .workspace import Workspace, allocate
 __all__ = [
     "GRUSaved",
     "LSTMSaved",
+    "PreparedWeights",
     "RNNSaved",
     "gru_backward",
     "gru_forward",
@@ -303,26 +304,60 @@ def projection_chunk(batch: int, width: int, rows: int, itemsize: int, xp: Any) 
     return max(1, budget // (batch * (width + rows) * itemsize))
 
 
+def _joined(w_ih: Any, bias: Any, xp: Any, workspace: Workspace | None = None) -> Any:
+    """``[w_ih | bias]`` ``(G, n_in + 1)`` (zeros for no ``bias``): what the ones column of
+    :func:`with_ones` meets in the input projection."""
+    rows, n_in = w_ih.shape
+    joined = allocate(workspace, "w_ih_and_bias", (rows, n_in + 1), w_ih.dtype, xp)
+    joined[:, :-1] = w_ih
+    joined[:, -1] = 0 if bias is None else bias
+    return joined
+
+
 def _input_projection(
-    x_ones: Any, w_ih: Any, bias: Any, xp: Any, workspace: Workspace | None = None
+    x_ones: Any,
+    w_ih: Any,
+    bias: Any,
+    xp: Any,
+    workspace: Workspace | None = None,
+    joined: Any = None,
 ) -> Any:
     """``x @ w_ih.T + bias`` for all steps: ``(T, m, n_in + 1) -> (T, m, G)``, one GEMM per
-    :func:`projection_chunk` steps."""
+    :func:`projection_chunk` steps; ``joined`` is :func:`_joined` of ``w_ih`` and ``bias``,
+    made here when ``None``."""
     steps, batch, width = x_ones.shape
     rows = w_ih.shape[0]
-    weight_and_bias = xp.empty((rows, width), dtype=w_ih.dtype)
-    weight_and_bias[:, :-1] = w_ih
-    weight_and_bias[:, -1] = 0 if bias is None else bias
+    if joined is None:
+        joined = _joined(w_ih, bias, xp)
     projected = allocate(workspace, "projected", (steps, batch, rows), x_ones.dtype, xp)
     chunk = projection_chunk(batch, width, rows, x_ones.dtype.itemsize, xp)
     for start in range(0, steps, chunk):
         stop = min(start + chunk, steps)
         xp.matmul(
             x_ones[start:stop].reshape((stop - start) * batch, width),
-            weight_and_bias.T,
+            joined.T,
             out=projected[start:stop].reshape((stop - start) * batch, rows),
         )
     return projected
+
+
+@dataclass(frozen=True)
+class PreparedWeights:
+    """The weight layouts :func:`lstm_forward` derives from its arguments: ``joined``
+    (:func:`_joined` of ``w_ih`` and the bias, or no bias with layer norms) and ``w_hh_t``, a
+    C-contiguous ``w_hh.T`` (measured faster per step than the view). :func:`lstm_inference`
+    makes them once for all its chunks: per chunk they cost more than its steps in float64."""
+
+    joined: Any
+    w_hh_t: Any
+
+    @classmethod
+    def of(
+        cls, w_ih: Any, w_hh: Any, bias: Any, xp: Any, workspace: Workspace | None = None
+    ) -> PreparedWeights:
+        w_hh_t = allocate(workspace, "w_hh_t", w_hh.shape[::-1], w_hh.dtype, xp)
+        w_hh_t[...] = w_hh.T
+        return cls(_joined(w_ih, bias, xp, workspace), w_hh_t)
 
 
 def _weight_gradients(
@@ -462,6 +497,7 @@ def lstm_forward(
     zoneout_h: Any = None,
     recurrent_mask: Any = None,
     layer_norm: dict[str, Any] | None = None,
+    prepared: PreparedWeights | None = None,
 ) -> tuple[Any, Any, Any, LSTMSaved]:
     """Run an LSTM over a whole sequence.
 
@@ -516,6 +552,9 @@ def lstm_forward(
         ``(H,)``: the gates are ``LN(x_t @ w_ih.T) + LN(h_{t-1} @ w_hh.T) + bias`` and
         ``h_t = o * tanh(LN(c_t))``, each LN over a sequence's whole row. Not with ``w_hr`` or
         ``peephole``.
+    prepared : PreparedWeights, optional
+        :meth:`PreparedWeights.of` these weights (and ``bias``, or ``None`` with
+        ``layer_norm``), when the caller runs many calls on them; made here when ``None``.
     The zoneout and recurrent-dropout arrays are in the caller's batch order; all these
     variants run on the ``"cupy"`` loop.
 
@@ -549,13 +588,14 @@ def lstm_forward(
     variant = _variant(w_hr, peephole, zoneout_c, zoneout_h, recurrent_mask, layer_norm)
     loop = _resolve_loop(xp, fused, gpu_loop, variant)
     normalized: LayerNormSaved | None = None
-    if layer_norm is None:
-        gates = _input_projection(x_ones, w_ih, bias, xp, workspace)
-    else:  # the bias comes after the input normalization
-        if w_hr is not None or peephole is not None:
-            other = "w_hr (proj_size)" if w_hr is not None else "peephole"
-            raise ValueError(f"layer_norm does not combine with {other}")
-        gates = _input_projection(x_ones, w_ih, None, xp, workspace)
+    if layer_norm is not None and (w_hr is not None or peephole is not None):
+        other = "w_hr (proj_size)" if w_hr is not None else "peephole"
+        raise ValueError(f"layer_norm does not combine with {other}")
+    if prepared is None:  # with layer norms the bias comes after the input normalization
+        shift = None if layer_norm is not None else bias
+        prepared = PreparedWeights.of(w_ih, w_hh, shift, xp, workspace)
+    gates = _input_projection(x_ones, w_ih, None, xp, workspace, prepared.joined)
+    if layer_norm is not None:
         normalized = _normalize_inputs(gates, layer_norm, bias, fused, workspace, xp)
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
     h = allocate(workspace, "h", (steps, batch, width), dtype, xp)
@@ -571,9 +611,7 @@ def lstm_forward(
         kind = _lstm_kind(peephole, layer_norm)
         cell = make_cell(kind, xp, dtype, batch, hidden, fused=fused)
         weights = _cell_weights(peephole, layer_norm, xp)
-        # measured faster per step than the view; in the workspace, so no page faults
-        w_hh_t = allocate(workspace, "w_hh_t", w_hh.shape[::-1], dtype, xp)
-        w_hh_t[...] = w_hh.T
+        w_hh_t = prepared.w_hh_t
         zoneout = {
             "c": _zoneout(zoneout_c, xp, dtype, batch, hidden, fused),
             "h": _zoneout(zoneout_h, xp, dtype, batch, width, fused),
@@ -773,6 +811,7 @@ def lstm_inference(
     h_n = xp.empty((batch, width), dtype=x.dtype)
     c_n = xp.empty((batch, hidden), dtype=x.dtype)
     workspace = Workspace()  # one chunk's buffers, reused by the next chunk
+    prepared = PreparedWeights.of(w_ih, w_hh, None if layer_norm is not None else bias, xp)
     order = None if lengths is None else Packing.of(lengths, steps).order
     h_prev, c_prev = h0, c0
     for start in range(0, steps, chunk):
@@ -786,7 +825,7 @@ def lstm_inference(
             order=order, w_hr=w_hr, peephole=peephole,
             zoneout_c=_steps_of(zoneout_c, start, stop),
             zoneout_h=_steps_of(zoneout_h, start, stop), recurrent_mask=recurrent_mask,
-            layer_norm=layer_norm,
+            layer_norm=layer_norm, prepared=prepared,
         )  # fmt: skip
         h[start:stop] = h_part
         if lengths is not None:
