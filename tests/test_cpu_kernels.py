@@ -158,7 +158,9 @@ def test_make_cell_takes_the_compiled_lstm_unless_told_numpy(module, monkeypatch
     assert type(cells.make_cell("lstm", np, np.float64, 3, 5)) is LSTMCompiled
     assert pointwise_paths()[0].startswith("CPU kernels: compiled kernels/lstm.cuh and rnn.cuh")
     assert type(cells.make_cell("rnn_relu", np, np.float32, 3, 5)) is RNNCompiled
-    assert type(cells.make_cell("rnn", np, np.float32, 3, 5)) is RNNTwin  # slower compiled
+    assert type(cells.make_cell("rnn", np, np.float64, 3, 5)) is RNNCompiled
+    monkeypatch.setenv("XPLSTM_CPU_KERNELS", "numpy")
+    assert type(cells.make_cell("rnn", np, np.float64, 3, 5)) is RNNTwin
 
 
 def test_cpu_kernel_switch_rejects_other_values(monkeypatch):
