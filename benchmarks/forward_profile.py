@@ -37,7 +37,7 @@ def phases(dtype: type, size: tuple[int, int, int, int], rounds: int) -> dict[st
     prepared = engine.PreparedWeights.of(w_ih, w_hh, state["bias_ih_l0"] + state["bias_hh_l0"], np)
     x_ones = engine.with_ones(x, xp=np)
     workspace = Workspace()  # as the layer's: no page faults on the projection's output
-    gates = engine._input_projection(x_ones, w_ih, None, np, workspace, prepared.joined)
+    gates = engine._input_projection(x_ones, prepared.joined, np, workspace)
     h, c = (np.zeros((steps, batch, hidden), dtype) for _ in range(2))
     product = np.empty((batch, 4 * hidden), dtype)
     carried, d_cell = np.zeros((batch, hidden), dtype), np.zeros((batch, hidden), dtype)
@@ -71,7 +71,7 @@ def phases(dtype: type, size: tuple[int, int, int, int], rounds: int) -> dict[st
         "layer forward": lambda: model(x),
         "layer forward+backward": layer_forward_backward,
         "  input projection": lambda: engine._input_projection(
-            x_ones, w_ih, None, np, workspace, prepared.joined
+            x_ones, prepared.joined, np, workspace
         ),
         "  recurrent GEMMs": lambda: loop(pointwise=False),
         "  pointwise steps": lambda: loop(gemms=False),

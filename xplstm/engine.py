@@ -110,10 +110,9 @@ class Packing:
         rows of a ``(T, m, ...)`` array), or ``None`` when every row ran every step. The
         weight-gradient GEMMs then take those rows alone: with lengths uniform in ``1..T``
         that halves them."""
-        batch = self.order.size
-        if self.lengths is None or all(count == batch for count in self.active):
+        if self.lengths is None or all(count == self.order.size for count in self.active):
             return None
-        return np.concatenate([t * batch + np.arange(count) for t, count in enumerate(self.active)])
+        return np.flatnonzero(_valid_steps(self.lengths, len(self.active)))
 
     def zero_past_lengths(self, xp: Any, *sequences: Any) -> None:
         """Set the steps past each (sorted) length of ``(T, m, ...)`` ``sequences`` to +0.0:
@@ -314,21 +313,12 @@ def _joined(w_ih: Any, bias: Any, xp: Any, workspace: Workspace | None = None) -
     return joined
 
 
-def _input_projection(
-    x_ones: Any,
-    w_ih: Any,
-    bias: Any,
-    xp: Any,
-    workspace: Workspace | None = None,
-    joined: Any = None,
-) -> Any:
-    """``x @ w_ih.T + bias`` for all steps: ``(T, m, n_in + 1) -> (T, m, G)``, one GEMM per
-    :func:`projection_chunk` steps; ``joined`` is :func:`_joined` of ``w_ih`` and ``bias``,
-    made here when ``None``."""
+def _input_projection(x_ones: Any, joined: Any, xp: Any, workspace: Workspace | None = None) -> Any:
+    """``x @ w_ih.T + bias`` for all steps: ``(T, m, n_in + 1) -> (T, m, G)`` against
+    ``joined`` (:func:`_joined` of ``w_ih`` and ``bias``), one GEMM per
+    :func:`projection_chunk` steps."""
     steps, batch, width = x_ones.shape
-    rows = w_ih.shape[0]
-    if joined is None:
-        joined = _joined(w_ih, bias, xp)
+    rows = joined.shape[0]
     projected = allocate(workspace, "projected", (steps, batch, rows), x_ones.dtype, xp)
     chunk = projection_chunk(batch, width, rows, x_ones.dtype.itemsize, xp)
     for start in range(0, steps, chunk):
@@ -343,10 +333,11 @@ def _input_projection(
 
 @dataclass(frozen=True)
 class PreparedWeights:
-    """The weight layouts :func:`lstm_forward` derives from its arguments: ``joined``
-    (:func:`_joined` of ``w_ih`` and the bias, or no bias with layer norms) and ``w_hh_t``, a
-    C-contiguous ``w_hh.T`` (measured faster per step than the view). :func:`lstm_inference`
-    makes them once for all its chunks: per chunk they cost more than its steps in float64."""
+    """The weight layouts a sequence call derives from its arguments: ``joined``
+    (:func:`_joined` of ``w_ih`` and the input bias; no bias for the LayerNorm LSTM) and
+    ``w_hh_t``, a C-contiguous ``w_hh.T`` (measured faster per step than the view).
+    :func:`lstm_inference` makes them once for all its chunks: per chunk they cost more than its
+    steps in float64."""
 
     joined: Any
     w_hh_t: Any
@@ -594,7 +585,7 @@ def lstm_forward(
     if prepared is None:  # with layer norms the bias comes after the input normalization
         shift = None if layer_norm is not None else bias
         prepared = PreparedWeights.of(w_ih, w_hh, shift, xp, workspace)
-    gates = _input_projection(x_ones, w_ih, None, xp, workspace, prepared.joined)
+    gates = _input_projection(x_ones, prepared.joined, xp, workspace)
     if layer_norm is not None:
         normalized = _normalize_inputs(gates, layer_norm, bias, fused, workspace, xp)
     c = allocate(workspace, "c", (steps, batch, hidden), dtype, xp)
@@ -1072,10 +1063,11 @@ def rnn_forward(
     hidden = w_hh.shape[1]
     x_ones = with_ones(x, lengths, xp=xp)
     h0 = _zeros_or(h0, (batch, hidden), x.dtype, xp)
-    h = _input_projection(x_ones, w_ih, bias, xp)
+    prepared = PreparedWeights.of(w_ih, w_hh, bias, xp)
+    h = _input_projection(x_ones, prepared.joined, xp)
     recurrent = xp.empty((batch, hidden), dtype=x.dtype)
     cell = make_cell(_RNN_KINDS[nonlinearity], xp, x.dtype, batch, hidden, fused=fused)
-    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    w_hh_t = prepared.w_hh_t
     h_prev = h0
     for t in range(steps):
         xp.matmul(h_prev, w_hh_t, out=recurrent)
@@ -1223,12 +1215,13 @@ def gru_forward(
     h0 = _zeros_or(h0, (batch, hidden), dtype, xp)
     bias_hh = _zeros_or(b_hh, (3 * hidden,), dtype, xp)
 
-    gates = _input_projection(x_ones, w_ih, b_ih, xp, workspace)
+    prepared = PreparedWeights.of(w_ih, w_hh, b_ih, xp, workspace)
+    gates = _input_projection(x_ones, prepared.joined, xp, workspace)
     hidden_n = allocate(workspace, "hidden_n", (steps, batch, hidden), dtype, xp)
     h = allocate(workspace, "h", (steps, batch, hidden), dtype, xp)
     recurrent = allocate(workspace, "recurrent", (batch, 3 * hidden), dtype, xp)
     cell = make_cell("gru", xp, dtype, batch, hidden, fused=fused)
-    w_hh_t = xp.ascontiguousarray(w_hh.T)
+    w_hh_t = prepared.w_hh_t
     h_prev = h0
     for t, rows in enumerate(active):
         if not rows:
