@@ -194,24 +194,63 @@ struct Step {
     }
 };
 
+// The body every entry point shares: check the step's arguments against `names`, `widths`
+// and `writable`, then run Loop::run<float> or Loop::run<double> on their data without the
+// GIL.
+template <typename Loop>
+PyObject* run_step(PyObject* args, const char* name, const char* const* names,
+                   const int* widths, const bool* writable, int count) {
+    Step step;
+    if (!step.acquire(args, name, names, widths, writable, count)) return nullptr;
+    void* pointers[kMaxArguments];
+    void* const* data = step.data(pointers);
+    Py_BEGIN_ALLOW_THREADS;
+    if (step.format == 'f') {
+        Loop::template run<float>(step.rows, step.hidden, data);
+    } else {
+        Loop::template run<double>(step.rows, step.hidden, data);
+    }
+    Py_END_ALLOW_THREADS;
+    Py_RETURN_NONE;
+}
+
+struct LSTMForward {
+    template <typename T>
+    static void run(long long rows, long long hidden, void* const* data) {
+        forward_rows<T>(rows, hidden, data);
+    }
+};
+
+struct LSTMBackward {
+    template <typename T>
+    static void run(long long rows, long long hidden, void* const* data) {
+        backward_rows<T>(rows, hidden, data);
+    }
+};
+
+template <bool Relu>
+struct RNNForward {
+    template <typename T>
+    static void run(long long rows, long long hidden, void* const* data) {
+        rnn_forward_all<T>(rows * hidden, Relu, data);
+    }
+};
+
+template <bool Relu>
+struct RNNBackward {
+    template <typename T>
+    static void run(long long rows, long long hidden, void* const* data) {
+        rnn_backward_all<T>(rows * hidden, Relu, data);
+    }
+};
+
 const char* const kForwardNames[] = {"gates", "recurrent", "c_prev", "c_next", "h_next"};
 const int kForwardWidths[] = {4, 4, 1, 1, 1};
 const bool kForwardWritable[] = {true, false, false, true, true};
 
 PyObject* lstm_forward(PyObject*, PyObject* args) {
-    Step step;
-    if (!step.acquire(args, "lstm_forward", kForwardNames, kForwardWidths, kForwardWritable, 5))
-        return nullptr;
-    void* pointers[kMaxArguments];
-    void* const* data = step.data(pointers);
-    Py_BEGIN_ALLOW_THREADS;
-    if (step.format == 'f') {
-        forward_rows<float>(step.rows, step.hidden, data);
-    } else {
-        forward_rows<double>(step.rows, step.hidden, data);
-    }
-    Py_END_ALLOW_THREADS;
-    Py_RETURN_NONE;
+    return run_step<LSTMForward>(args, "lstm_forward", kForwardNames, kForwardWidths,
+                                 kForwardWritable, 5);
 }
 
 const char* const kBackwardNames[] = {"gates", "dy", "dh", "dc", "c_prev", "c_next"};
@@ -219,20 +258,8 @@ const int kBackwardWidths[] = {4, 1, 1, 1, 1, 1};
 const bool kBackwardWritable[] = {true, false, false, true, false, false};
 
 PyObject* lstm_backward(PyObject*, PyObject* args) {
-    Step step;
-    if (!step.acquire(args, "lstm_backward", kBackwardNames, kBackwardWidths, kBackwardWritable,
-                      6))
-        return nullptr;
-    void* pointers[kMaxArguments];
-    void* const* data = step.data(pointers);
-    Py_BEGIN_ALLOW_THREADS;
-    if (step.format == 'f') {
-        backward_rows<float>(step.rows, step.hidden, data);
-    } else {
-        backward_rows<double>(step.rows, step.hidden, data);
-    }
-    Py_END_ALLOW_THREADS;
-    Py_RETURN_NONE;
+    return run_step<LSTMBackward>(args, "lstm_backward", kBackwardNames, kBackwardWidths,
+                                  kBackwardWritable, 6);
 }
 
 const char* const kRNNForwardNames[] = {"h_next", "recurrent"};
@@ -244,41 +271,16 @@ const bool kRNNBackwardWritable[] = {true, false, false, false};
 
 template <bool Relu>
 PyObject* rnn_forward(PyObject*, PyObject* args) {
-    Step step;
-    const char* name = Relu ? "rnn_relu_forward" : "rnn_forward";
-    if (!step.acquire(args, name, kRNNForwardNames, kRNNForwardWidths, kRNNForwardWritable, 2))
-        return nullptr;
-    void* pointers[kMaxArguments];
-    void* const* data = step.data(pointers);
-    const long long size = step.rows * step.hidden;
-    Py_BEGIN_ALLOW_THREADS;
-    if (step.format == 'f') {
-        rnn_forward_all<float>(size, Relu, data);
-    } else {
-        rnn_forward_all<double>(size, Relu, data);
-    }
-    Py_END_ALLOW_THREADS;
-    Py_RETURN_NONE;
+    return run_step<RNNForward<Relu>>(args, Relu ? "rnn_relu_forward" : "rnn_forward",
+                                      kRNNForwardNames, kRNNForwardWidths, kRNNForwardWritable,
+                                      2);
 }
 
 template <bool Relu>
 PyObject* rnn_backward(PyObject*, PyObject* args) {
-    Step step;
-    const char* name = Relu ? "rnn_relu_backward" : "rnn_backward";
-    if (!step.acquire(args, name, kRNNBackwardNames, kRNNBackwardWidths, kRNNBackwardWritable,
-                      4))
-        return nullptr;
-    void* pointers[kMaxArguments];
-    void* const* data = step.data(pointers);
-    const long long size = step.rows * step.hidden;
-    Py_BEGIN_ALLOW_THREADS;
-    if (step.format == 'f') {
-        rnn_backward_all<float>(size, Relu, data);
-    } else {
-        rnn_backward_all<double>(size, Relu, data);
-    }
-    Py_END_ALLOW_THREADS;
-    Py_RETURN_NONE;
+    return run_step<RNNBackward<Relu>>(args, Relu ? "rnn_relu_backward" : "rnn_backward",
+                                       kRNNBackwardNames, kRNNBackwardWidths,
+                                       kRNNBackwardWritable, 4);
 }
 
 PyMethodDef kMethods[] = {
